@@ -1,0 +1,214 @@
+"""Learned verifiers vs majority vote on the SAME samples: does PRM >= ORM >= majority hold?
+
+    python benchmarks/prm.py --policy runs/sft-mult --task mult
+
+1) label train chains once (policy samples at --temperature, Math-Shepherd MC step labels) -> OUT/labels.jsonl;
+2) sample --n chains per held-out problem -> OUT/test.jsonl (answers, exact correctness);
+3) train each --variants reward model for --seconds and score every test chain -> OUT/scores-<variant>.json;
+4) best-of-n curves for n = 1, 2, 4, ..., N: per problem, the mean over --subsets random n-subsets (the same
+   subsets for every method) of: majority vote, pass@1 (a random sample), oracle pass@n, and per variant the
+   highest-scoring chain ("best") and the score-weighted vote ("weighted"); 95% bootstrap CIs over problems;
+   paired bootstrap CIs of (method - majority) at N. JSON lines on stdout and in OUT/results.jsonl.
+
+Variants (kind-trunk[-ablation]): trunk "shared" starts from the policy, "tiny"/"small" are fresh separate models.
+"naive" reproduces the failing prototype verifier: chains sampled near-greedy (T=0.3), outcome label at the
+final position only, classes not balanced; "lowT", "last", "unbal" ablate those one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import qstar  # noqa: F401  (thread env before torch)
+import torch
+
+from qstar.config import parse_config
+from qstar.learn.reward import _correct, fit_reward, label_chains, reward_items, sample_chains
+from qstar.learn.sft import chain_budget
+from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
+from qstar.model.model import ModelConfig, Transformer
+from qstar.model.perf import configure_threads
+from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
+from qstar.scorers.learned import LearnedScorer, RewardModel
+from qstar.search.estimators import bootstrap_ci
+from qstar.tasks import get_task
+from qstar.tasks.base import Problem
+
+
+@dataclass
+class Args:
+    """Benchmark learned verifiers against majority vote."""
+
+    policy: str = ""
+    """Policy checkpoint (run dir or HF dir)."""
+    task: str = "mult"
+    """Task name."""
+    out: str = "runs/bench-prm"
+    """Directory for cached labels, samples, scores and results.jsonl."""
+    train_problems: int = 300
+    """Train problems whose sampled chains are labelled."""
+    train_samples: int = 4
+    """Chains per train problem."""
+    mc_samples: int = 8
+    """Monte-Carlo completions per step prefix (PRM labels)."""
+    temperature: float = 0.8
+    """Sampling temperature for train chains, MC completions and test samples."""
+    test_problems: int = 200
+    """Held-out problems."""
+    n: int = 16
+    """Samples per held-out problem (largest best-of-n)."""
+    subsets: int = 64
+    """Random n-subsets per problem for n < N."""
+    seconds: float = 90.0
+    """Training seconds per reward model."""
+    variants: tuple[str, ...] = ("prm-shared", "orm-shared", "prm-small", "orm-small", "orm-shared-naive")
+    """Reward models to train: kind-trunk[-ablation], ablations naive, lowT, last (train the final position only),
+    unbal, hard (hard MC labels), prod / mean / lastagg (PRM aggregation; default min)."""
+    seed: int = 0
+    """Seed."""
+
+
+def log(rec: dict, out: Path) -> None:
+    rec = {"bench": "prm", **rec}
+    print(json.dumps(rec), flush=True)
+    append_jsonl(out / "results.jsonl", rec)
+
+
+def cached_labels(path: Path, policy, task, problems, *, samples: int, temperature: float, mc: int, max_tokens: int):
+    if path.exists():
+        return read_jsonl(path)
+    t0 = time.perf_counter()
+    recs = label_chains(policy, problems, samples=samples, temperature=temperature, max_tokens=max_tokens,
+                        mc_samples=mc)
+    for r in recs:
+        append_jsonl(path.with_suffix(".tmp"), r)
+    path.with_suffix(".tmp").replace(path)
+    print(f"labelled {len(recs)} chains in {time.perf_counter() - t0:.0f}s -> {path}", file=sys.stderr)
+    return recs
+
+
+def variant_items(name: str, labels: list[dict], lowt: list[dict]) -> tuple[list, dict]:
+    """Training items and fit options for a variant name."""
+    kind, _, *ablations = name.split("-")
+    recs = lowt if ("naive" in ablations or "lowT" in ablations) else labels
+    items = reward_items(recs, kind=kind, label="hard" if "hard" in ablations else "soft")
+    if "naive" in ablations or "last" in ablations:  # outcome at the final read position only
+        items = [(q, s, [float("nan")] * (len(t) - 1) + t[-1:]) for q, s, t in items]
+    balance = not ("naive" in ablations or "unbal" in ablations)
+    agg = next((a for a in ("prod", "mean") if a in ablations), "last" if "lastagg" in ablations else "min")
+    return items, {"balance": balance, "aggregation": agg}
+
+
+def main(args: Args) -> None:
+    from qstar.model.policy import ModelPolicy
+
+    configure_threads()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = get_task(args.task)
+    ckpt = resolve_checkpoint(args.policy)
+    model, tok, _ = load_checkpoint(ckpt)
+    policy = ModelPolicy(model, tok)
+    train = task.generate(args.train_problems, seed=args.seed, split="train")
+    test = task.generate(args.test_problems, seed=args.seed, split="test")
+    max_tokens = chain_budget(task, train)
+    torch.manual_seed(args.seed)
+
+    # 1) labelled train chains (test-time temperature) + near-greedy chains for the naive verifier
+    labels = cached_labels(out / "labels.jsonl", policy, task, train, samples=args.train_samples,
+                           temperature=args.temperature, mc=args.mc_samples, max_tokens=max_tokens)
+    need_low = any(("naive" in v or "lowT" in v) for v in args.variants)
+    lowt = cached_labels(out / "labels-lowT.jsonl", policy, task, train, samples=args.train_samples,
+                         temperature=0.3, mc=0, max_tokens=max_tokens) if need_low else []
+    pos = sum(r["outcome"] for r in labels) / len(labels)
+    log({"what": "labels", "chains": len(labels), "positive_rate": pos,
+         "lowT_positive_rate": sum(r["outcome"] for r in lowt) / max(1, len(lowt))}, out)
+
+    # 2) test samples
+    if (out / "test.jsonl").exists():
+        test_rows = read_jsonl(out / "test.jsonl")
+    else:
+        chains = sample_chains(policy, test, n=args.n, temperature=args.temperature, max_tokens=max_tokens)
+        test_rows = [{"problem": p.to_json(), "chains": cs, "answers": [task.extract_answer(c) for c in cs],
+                      "correct": [_correct(p, c) for c in cs]} for p, cs in zip(test, chains)]
+        for r in test_rows:
+            append_jsonl(out / "test.jsonl.tmp", r)
+        (out / "test.jsonl.tmp").replace(out / "test.jsonl")
+    problems = [Problem.from_json(r["problem"]) for r in test_rows]
+
+    # 3) train + score each variant
+    scores: dict[str, list[list[float]]] = {}
+    for name in args.variants:
+        path = out / f"scores-{name}.json"
+        if path.exists():
+            scores[name] = json.loads(path.read_text())["scores"]
+            continue
+        items, opts = variant_items(name, labels, lowt)
+        trunk_name = name.split("-")[1]
+        torch.manual_seed(args.seed)
+        trunk = load_checkpoint(ckpt)[0] if trunk_name == "shared" else Transformer(ModelConfig.preset(trunk_name))
+        rm = RewardModel(trunk, kind=name.split("-")[0])
+        stats = fit_reward(rm, tok, items, seconds=args.seconds, balance=opts["balance"], seed=args.seed)
+        scorer = LearnedScorer(rm, tok, aggregation=opts["aggregation"])
+        flat = scorer.score([p for p, r in zip(problems, test_rows) for _ in r["chains"]],
+                            [c for r in test_rows for c in r["chains"]])
+        scores[name] = [flat[i * args.n : (i + 1) * args.n] for i in range(len(test_rows))]
+        atomic_write_json(path, {"scores": scores[name], "fit": stats, **opts})
+        flat_y = [y for r in test_rows for y in r["correct"]]
+        from qstar.learn.reward import auc
+
+        log({"what": "fit", "variant": name, "auc": auc(flat, flat_y), "params": rm.num_params(),
+             **{k: v for k, v in stats.items()}, **opts}, out)
+
+    # 4) curves on shared random subsets
+    curves(args, out, test_rows, scores)
+
+
+def curves(args: Args, out: Path, rows: list[dict], scores: dict) -> None:
+    from qstar.learn.reward import selection_accuracy
+
+    N = args.n
+    ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= N]
+    methods = ["majority", "pass@1", "oracle_pass@n"] + [f"{v}:{m}" for v in scores for m in ("best", "weighted")]
+    per: dict[tuple[str, int], list[float]] = {(m, n): [] for m in methods for n in ns}
+    rng = random.Random(args.seed)
+    for i, r in enumerate(rows):
+        ans, cor = r["answers"], r["correct"]
+        for n in ns:
+            subs = [list(range(N))] if n == N else [rng.sample(range(N), n) for _ in range(args.subsets)]
+            acc = dict.fromkeys(methods, 0.0)
+            for sub in subs:
+                a, c = [ans[j] for j in sub], [cor[j] for j in sub]
+                acc["majority"] += selection_accuracy("majority", [1.0] * n, a, c)
+                acc["pass@1"] += sum(c) / n
+                acc["oracle_pass@n"] += float(any(c))
+                for v, sc in scores.items():
+                    s = [sc[i][j] for j in sub]
+                    acc[f"{v}:best"] += selection_accuracy("best", s, a, c)
+                    acc[f"{v}:weighted"] += selection_accuracy("weighted", s, a, c)
+            for m in methods:
+                per[(m, n)].append(acc[m] / len(subs))
+    for (m, n), vals in per.items():
+        lo, hi = bootstrap_ci(vals, seed=args.seed)
+        log({"what": "curve", "method": m, "n": n, "accuracy": sum(vals) / len(vals), "ci95": [lo, hi],
+             "problems": len(vals)}, out)
+    # paired differences at N against majority (resampling problems keeps the pairing)
+    maj = per[("majority", N)]
+    for m in methods:
+        if ":" not in m:
+            continue
+        diff = [x - y for x, y in zip(per[(m, N)], maj)]
+        lo, hi = bootstrap_ci(diff, seed=args.seed)
+        log({"what": "vs_majority", "method": m, "n": N, "diff": sum(diff) / len(diff), "ci95": [lo, hi]}, out)
+
+
+if __name__ == "__main__":
+    a = parse_config(Args, sys.argv[1:], prog="benchmarks/prm.py")
+    if not a.policy:
+        raise SystemExit("benchmarks/prm.py: give --policy DIR (a policy checkpoint or run dir)")
+    main(a)

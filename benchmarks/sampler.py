@@ -1,0 +1,117 @@
+"""qstar's KV-cache sampler vs Hugging Face ``LlamaForCausalLM.generate()`` on the same weights.
+
+Builds a model (``--preset``, default "small", or ``--checkpoint DIR``), exports it as an HF directory, and for each
+batch size samples the same prompts for the same fixed number of new tokens (T=1, no stop tokens; HF with
+``min_new_tokens = max_new_tokens``) with both. Prints one JSON line per batch size:
+``batch, qstar_tok_s, hf_tok_s, speedup, roofline_fraction`` where roofline_fraction = 2 * params * qstar_tok_s /
+fp32 matmul peak measured in the same run. Targets at batch 256: speedup >= 3, roofline_fraction >= 0.3.
+
+    python benchmarks/sampler.py [--preset small] [--checkpoint DIR] [--batches 1,64,256] [--new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import qstar  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+from qstar.model.checkpoint import load_checkpoint, save_checkpoint
+from qstar.model.model import ModelConfig, Transformer
+from qstar.model.perf import configure_threads, matmul_peak_flops
+from qstar.model.sampler import generate
+from qstar.model.tokenizer import CharTokenizer
+from qstar.tasks.format import render_prompt
+
+
+@dataclass
+class Args:
+    preset: str = "small"
+    """Model size when no checkpoint is given (random weights: speed does not depend on them)."""
+    checkpoint: str = ""
+    """Benchmark this checkpoint directory instead of a fresh model."""
+    batches: str = "1,64,256"
+    """Comma-separated batch sizes (rows sampled together)."""
+    new_tokens: int = 64
+    """Tokens generated per row (fixed: no early stopping on either side)."""
+    repeats: int = 2
+    """Timed runs per measurement; the fastest counts (the machine is shared)."""
+    threads: int = 0
+    """torch threads (0 = configure_threads default)."""
+
+
+def _prompts(tok: CharTokenizer, batch: int, rng: random.Random) -> list[list[int]]:
+    """Arithmetic-style questions of varied length (so left padding is exercised)."""
+    out = []
+    for _ in range(batch):
+        a, b = rng.randrange(10, 10 ** rng.randint(2, 6)), rng.randrange(10, 1000)
+        out.append(tok.encode(render_prompt(f"What is {a} * {b}?")))
+    return out
+
+
+def _best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(args: Args) -> None:
+    from transformers import AutoModelForCausalLM
+
+    configure_threads(args.threads or None)
+    torch.manual_seed(0)
+    if args.checkpoint:
+        model, tok, _ = load_checkpoint(args.checkpoint)
+    else:
+        model, tok = Transformer(ModelConfig.preset(args.preset)).eval(), CharTokenizer()
+    params = model.num_params()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})
+        hf = AutoModelForCausalLM.from_pretrained(f"{tmp}/ckpt", dtype=torch.float32).eval()
+    peak = matmul_peak_flops()
+    rng = random.Random(0)
+    N = args.new_tokens
+    for batch in (int(b) for b in args.batches.split(",")):
+        prompts = _prompts(tok, batch, rng)
+        run_q = lambda: generate(model, prompts, max_new_tokens=N, temperature=1.0, seed=0)  # noqa: B023
+        L = max(map(len, prompts))
+        ids = torch.tensor([[tok.pad_id] * (L - len(p)) + p for p in prompts])
+        attn = (torch.arange(L)[None, :] >= torch.tensor([L - len(p) for p in prompts])[:, None]).long()
+
+        def run_hf():
+            with torch.inference_mode():
+                out = hf.generate(
+                    ids, attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,  # noqa: B023
+                    max_new_tokens=N, min_new_tokens=N, pad_token_id=tok.pad_id, use_cache=True,
+                )
+            assert out.shape[1] == L + N  # noqa: B023
+
+        run_q()  # warm-up (allocator, BLAS)
+        q_s = _best(run_q, args.repeats)
+        hf_s = _best(run_hf, max(1, args.repeats - 1))
+        q_tok_s, hf_tok_s = batch * N / q_s, batch * N / hf_s
+        print(json.dumps({
+            "batch": batch, "qstar_tok_s": round(q_tok_s), "hf_tok_s": round(hf_tok_s),
+            "speedup": round(q_tok_s / hf_tok_s, 2), "roofline_fraction": round(2 * params * q_tok_s / peak, 3),
+            "params": params, "new_tokens": N, "peak_gflop_s": round(peak / 1e9, 1), "threads": torch.get_num_threads(),
+        }), flush=True)
+
+
+def _parse() -> Args:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in vars(Args()).items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    return Args(**vars(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main(_parse())

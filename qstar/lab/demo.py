@@ -1,0 +1,240 @@
+"""`qstar demo --out DIR`: reproduce both o1 scaling charts from scratch with one command.
+
+data (held-out split of the task mixture) -> SFT a tiny reasoner -> train a PRM -> GRPO -> sweep test-time
+strategies x budgets x seeds -> DIR/report.html, DIR/metrics.jsonl, the chart PNGs and DIR/summary.json.
+
+Re-running continues after the last finished stage (DIR/stages/<stage>/DONE.json holds its outputs); a stage that
+re-runs invalidates every later one. DIR/lab.json pins the configuration: a run dir of a different configuration is
+refused (or, with --force, the demo's own files in it are removed first), so runs never silently mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qstar.lab.progress import StageProgress
+from qstar.lab.stages import STAGES, Ctx, expected_seconds
+from qstar.runio import atomic_write_json
+
+#: files and folders the demo writes in DIR (the only things --force removes)
+OWN = ("stages", "lab.json", "metrics.jsonl", "report.html", "summary.json", "train_compute.png",
+       "test_compute.png", "report.png")
+MARKER = "DONE.json"
+
+
+@dataclass
+class DemoConfig:
+    """Train a tiny reasoner from scratch and chart accuracy vs train-time and test-time compute."""
+
+    out: str = "runs/demo"
+    """Run directory (report.html, metrics.jsonl, summary.json, charts, stages/)."""
+    quick: bool = False
+    """Toy sizes (< 1 minute end to end): replaces every size field still at its default by QUICK's value."""
+    force: bool = False
+    """Start over: remove the demo's files in --out instead of refusing a run of another configuration."""
+    task: str = "mixture"
+    """Task (mixture = mult, countdown, ages, letters, decimals, cipher) for training and held-out evaluation."""
+    preset: str = "small"
+    """Model size preset of the reasoner (tiny, small, base)."""
+    seed: int = 0
+    """Seed of the model init, the data streams and the held-out problem set."""
+    eval_problems: int = 200
+    """Held-out problems for every pass@1 evaluation (chart 1)."""
+    sft_seconds: float = 240.0
+    """SFT training time budget (seconds, evaluations excluded)."""
+    sft_evals: int = 6
+    """Evenly spaced held-out evaluations during SFT (points on chart 1)."""
+    sft_batch_size: int = 128
+    """SFT sequences per update."""
+    prm_seconds: float = 45.0
+    """Process reward model training time (seconds; labelling chains comes on top)."""
+    prm_problems: int = 64
+    """Train problems whose sampled chains the PRM is trained on."""
+    prm_samples: int = 4
+    """Chains sampled per PRM train problem."""
+    prm_mc_samples: int = 4
+    """Monte-Carlo completions per step prefix for the PRM's step labels (the labelling cost)."""
+    prm_eval_problems: int = 32
+    """Held-out problems for the PRM's AUC in the report (0 skips it)."""
+    rl_seconds: float = 120.0
+    """GRPO training time (seconds); 0 skips RL and the SFT model is the final reasoner."""
+    rl_evals: int = 3
+    """Evenly spaced held-out evaluations during RL (points on chart 1)."""
+    rl_problems_per_batch: int = 16
+    """GRPO problems per update."""
+    rl_group_size: int = 8
+    """GRPO samples per problem."""
+    strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n", "beam", "mcts", "sequential",
+                                                           "compute_optimal"])
+    """Test-time strategies to sweep (qstar.search.STRATEGIES)."""
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    """Test-time budgets N (full chains worth of compute per problem)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Sampling seeds of the sweep; results are pooled per problem."""
+    sweep_problems: int = 40
+    """Held-out problems per sweep cell (chart 2)."""
+    scorer: str = "prm"
+    """Scorer for scored strategies (prm and orm are trained by the prm stage; checker/none need no training)."""
+    trees: int = 2
+    """Search trees per tree strategy shown in the report's viewer."""
+
+
+#: --quick values (applied to fields left at their defaults)
+QUICK: dict[str, object] = {
+    "preset": "tiny", "eval_problems": 24, "sft_seconds": 8.0, "sft_evals": 2, "sft_batch_size": 32,
+    "prm_seconds": 3.0, "prm_problems": 8, "prm_samples": 2, "prm_mc_samples": 2, "prm_eval_problems": 8,
+    "rl_seconds": 4.0, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4,
+    "budgets": [1, 2, 4], "sweep_problems": 6, "trees": 1,
+}
+NOT_CONFIG = ("out", "quick", "force")  # fields that do not change the results
+
+
+def resolve(cfg: DemoConfig) -> DemoConfig:
+    """The effective configuration: --quick values for fields still at their defaults, then validated."""
+    if cfg.quick:
+        defaults = DemoConfig()
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in QUICK.items() if getattr(cfg, k) == getattr(defaults, k)})
+    problems = [f"{k} must be > 0" for k in ("eval_problems", "sft_seconds", "sft_evals", "sft_batch_size",
+                                              "prm_problems", "prm_samples", "prm_mc_samples", "rl_evals",
+                                              "rl_problems_per_batch", "rl_group_size", "sweep_problems")
+                if getattr(cfg, k) <= 0]
+    problems += ["rl_seconds must be >= 0"] if cfg.rl_seconds < 0 else []
+    problems += ["prm_seconds must be > 0 for a learned scorer"] if cfg.scorer in ("prm", "orm") and \
+        cfg.prm_seconds <= 0 else []
+    problems += ["give at least one strategy, budget and seed"] if not (cfg.strategies and cfg.budgets and
+                                                                       cfg.seeds) else []
+    problems += [f"budgets must be >= 1, got {cfg.budgets}"] if any(b < 1 for b in cfg.budgets) else []
+    from qstar.search import STRATEGIES
+
+    unknown = [s for s in cfg.strategies if s not in STRATEGIES]
+    problems += [f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}"] if unknown else []
+    if problems:
+        raise ValueError("invalid demo config: " + "; ".join(problems))
+    return cfg
+
+
+def fingerprint(cfg: DemoConfig) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k not in NOT_CONFIG}
+
+
+def prepare(run: Path, cfg: DemoConfig) -> None:
+    """Create DIR or check that it holds this configuration's run; --force clears the demo's own files."""
+    pinned = run / "lab.json"
+    if cfg.force:
+        for name in OWN:
+            p = run / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    elif pinned.is_file():
+        old = json.loads(pinned.read_text()).get("config", {})
+        diff = {k: (old.get(k), v) for k, v in fingerprint(cfg).items() if old.get(k) != v}
+        if diff:
+            shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"{run} holds a demo run with a different configuration ({shown}); choose another --out "
+                             "or pass --force to start over there")
+    elif run.is_dir() and any(run.iterdir()):
+        raise ValueError(f"{run} exists and is not a qstar demo run (no lab.json); choose another --out, or pass "
+                         "--force to write the demo there")
+    run.mkdir(parents=True, exist_ok=True)
+    if not pinned.is_file():
+        atomic_write_json(pinned, {"config": fingerprint(cfg), "created": time.time()})
+
+
+def finished_outputs(run: Path, name: str) -> dict | None:
+    """A finished stage's outputs (None when it has not finished); a finished stage whose checkpoint is gone
+    raises a clear error instead of silently retraining on top of later stages."""
+    marker = run / "stages" / name / MARKER
+    if not marker.is_file():
+        return None
+    out = json.loads(marker.read_text())["outputs"]
+    for key in ("checkpoint", "metrics", "heldout"):
+        if key in out and not Path(out[key]).exists():
+            raise ValueError(f"stage {name!r} finished earlier but its {key} {out[key]} is missing; "
+                             f"re-run with --force to start over (or use a new --out)")
+    return out
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run (or continue) every stage, then write DIR/summary.json; returns the summary."""
+    t0 = time.perf_counter()
+    cfg = resolve(cfg)
+    run = Path(cfg.out)
+    prepare(run, cfg)
+    expected = expected_seconds(cfg)
+    progress = StageProgress([(n, expected[n]) for n in STAGES])
+    ctx = Ctx(cfg=cfg, run=run, outputs={}, progress=progress)
+    rerun = False  # once a stage runs, every later stage must run again on its outputs
+    old_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the trainers' own bars would fight the live display
+    try:
+        with progress:
+            for name, fn in STAGES.items():
+                done = None if rerun else finished_outputs(run, name)
+                if done is not None:
+                    ctx.outputs[name] = done
+                    progress.skip(name)
+                    continue
+                stage_dir = run / "stages" / name
+                if rerun and stage_dir.exists():
+                    shutil.rmtree(stage_dir)  # stale: built on an earlier stage's previous outputs
+                rerun = True
+                s0 = time.perf_counter()
+                with progress.stage(name):
+                    ctx.outputs[name] = fn(ctx)
+                atomic_write_json(stage_dir / MARKER, {"stage": name, "seconds": time.perf_counter() - s0,
+                                                       "outputs": ctx.outputs[name]})
+    finally:
+        if old_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old_tqdm
+    summary = write_summary(run, ctx, this_run=time.perf_counter() - t0)
+    print(json.dumps({k: summary[k] for k in ("wall_seconds", "efficiency_vs_best_of_n", "checkpoint")}
+                     | {"report": str(run / "report.html")}))
+    return summary
+
+
+def write_summary(run: Path, ctx: Ctx, *, this_run: float) -> dict:
+    """DIR/summary.json from DIR/metrics.jsonl (the same numbers the report shows)."""
+    from qstar.lab.metrics import read_metrics
+    from qstar.lab.report import analyze
+
+    res = analyze(read_metrics(run / "metrics.jsonl"))
+    stage_seconds = {n: json.loads((run / "stages" / n / MARKER).read_text())["seconds"] for n in STAGES}
+    keep = ("budget", "tokens_per_problem", "flops_per_problem", "accuracy", "ci_low", "ci_high")
+    summary = {
+        "wall_seconds": sum(stage_seconds.values()),
+        "this_run_seconds": this_run,
+        "stage_seconds": stage_seconds,
+        "train_curve": [{k: p[k] for k in ("flops", "accuracy", "ci_low", "ci_high", "stage")}
+                        for p in res["train_curve"]],
+        "test_curves": {label: [{k: p[k] for k in keep} for p in pts] for label, pts in res["test_curves"].items()},
+        "efficiency_vs_best_of_n": res["efficiency"]["factor"],
+        "efficiency": res["efficiency"],
+        "verdicts": res["verdicts"],
+        "checkpoint": ctx.outputs["rl"]["checkpoint"],
+        "report": str(run / "report.html"),
+        "config": fingerprint(ctx.cfg),
+    }
+    atomic_write_json(run / "summary.json", summary)
+    return summary
+
+
+def final_checkpoint(path: str | Path) -> Path:
+    """The final reasoner of a demo run dir (its summary's checkpoint), or ``path`` itself if it is a checkpoint."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p
+    if (p / "summary.json").is_file():
+        ckpt = json.loads((p / "summary.json").read_text()).get("checkpoint")
+        if ckpt and (Path(ckpt) / "config.json").is_file():
+            return Path(ckpt)
+    if (p / "checkpoint" / "config.json").is_file():
+        return p / "checkpoint"
+    raise ValueError(f"no checkpoint at {p}: run `qstar demo --out {p}` first, or pass --checkpoint with a run dir "
+                     "or a Hugging Face checkpoint dir")

@@ -1,0 +1,168 @@
+"""`qstar report DIR`: render DIR/report.html (self-contained: charts as base64 PNG, inline CSS/JS, opens offline)
+and the chart PNGs from DIR/metrics.jsonl alone. The demo calls ``render_report`` the same way after its sweep."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from qstar.lab import analysis, charts, tree_view
+from qstar.lab.metrics import read_metrics
+from qstar.runio import atomic_write_text
+
+TRAIN_PNG, TEST_PNG, REPORT = "train_compute.png", "test_compute.png", "report.html"
+
+
+@dataclass
+class ReportConfig:
+    """Re-render a run's report from its metrics.jsonl."""
+
+    dir: str = "runs/demo"
+    """Run directory holding metrics.jsonl; report.html and the chart PNGs are written next to it."""
+    baseline: str = analysis.BASELINE
+    """Strategy the efficiency factor and the matched-compute table are measured against."""
+    title: str = "qstar scaling lab"
+    """Heading of the report."""
+
+
+def run_report(cfg: ReportConfig) -> dict:
+    """Read DIR/metrics.jsonl (MetricsError names malformed lines), write the report; returns the analysis."""
+    out = Path(cfg.dir)
+    records = read_metrics(out / "metrics.jsonl")
+    result = render_report(records, out, baseline=cfg.baseline, title=cfg.title)
+    print(f"wrote {out / REPORT}")
+    return result
+
+
+def analyze(records: list[dict], *, baseline: str = analysis.BASELINE) -> dict:
+    """Curves, matched-compute table, efficiency and verdict sentences, all computed from ``records``."""
+    train = analysis.train_curve(records)
+    curves = analysis.test_curves(records)
+    table = analysis.matched_compute(curves, baseline=baseline)
+    eff = analysis.efficiency(curves, baseline=baseline)
+    return {"train_curve": train, "test_curves": curves, "matched": table, "efficiency": eff,
+            "verdicts": analysis.describe_train(train) + analysis.describe_test(curves, table, eff)}
+
+
+def render_report(records: list[dict], out_dir: str | Path, *, baseline: str = analysis.BASELINE,
+                  title: str = "qstar scaling lab", run_info: dict | None = None) -> dict:
+    """Write out_dir/report.html, train_compute.png and test_compute.png; return ``analyze(records)``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = analyze(records, baseline=baseline)
+    png_train = charts.train_chart(res["train_curve"])
+    png_test = charts.test_chart(res["test_curves"])
+    (out / TRAIN_PNG).write_bytes(png_train)
+    (out / TEST_PNG).write_bytes(png_test)
+    trees = [r for r in records if r["kind"] == "tree"]
+    atomic_write_text(out / REPORT, _page(res, png_train, png_test, trees, title=title, run_info=run_info or {}))
+    (out / REPORT).chmod(0o644)  # the temp file was private; a report is meant to be shared
+    return res
+
+
+# -- HTML -------------------------------------------------------------------------------------------------------------
+
+def pct(x: float | None) -> str:
+    """Accuracy as the report prints it (tests compare against this)."""
+    return "&ndash;" if x is None else f"{100 * x:.1f}%"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f"<img alt='{alt}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str) -> str:
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table class='{cls}'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _train_table(points: list[dict]) -> str:
+    rows = [[html.escape(p["stage"]), str(p["step"]), f"{p['flops']:.3g}", str(p["n"]), pct(p["accuracy"]),
+             f"{pct(p['ci_low'])} &ndash; {pct(p['ci_high'])}"] for p in points]
+    return _table(["stage", "step", "training FLOPs", "problems", "pass@1", "95% CI (Wilson)"], rows, "train")
+
+
+def _test_table(curves: dict[str, list[dict]]) -> str:
+    rows = [[html.escape(label), str(p["budget"]), f"{p['tokens_per_problem']:.0f}", f"{p['flops_per_problem']:.3g}",
+             pct(p["accuracy"]), f"{pct(p['ci_low'])} &ndash; {pct(p['ci_high'])}", str(len(p["seeds"])),
+             str(p["n_problems"])] for label, pts in curves.items() for p in pts]
+    return _table(["strategy", "budget N", "tokens / problem", "FLOPs / problem", "accuracy", "95% CI (bootstrap)",
+                   "seeds", "problems"], rows, "test")
+
+
+def _matched_table(table: dict) -> str:
+    head = ["strategy"] + [f"{t:.0f} tok" for t in table["levels"]]
+    rows = [[html.escape(label)] + [pct(a) for a in accs] for label, accs in table["rows"].items()]
+    return _table(head, rows, "matched")
+
+
+def _efficiency(eff: dict) -> str:
+    if eff["factor"] is None:
+        return f"<p class='eff'>Efficiency vs {html.escape(eff['baseline'])}: <b>not reached</b> &mdash; " \
+               f"{html.escape(eff.get('note', ''))}.</p>"
+    return (f"<p class='eff'>Efficiency vs {html.escape(eff['baseline'])}: <b>{eff['factor']:.2f}&times;</b> fewer "
+            f"tokens per problem for <b>{html.escape(eff['strategy'])}</b> to reach {html.escape(eff['baseline'])}'s "
+            f"top accuracy {pct(eff['target_accuracy'])} ({eff['strategy_tokens']:.0f} vs "
+            f"{eff['baseline_tokens']:.0f} tokens; {html.escape(eff['note'])}).</p>")
+
+
+def _page(res: dict, png_train: bytes, png_test: bytes, trees: list[dict], *, title: str, run_info: dict) -> str:
+    info = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(json.dumps(v) if not isinstance(v, str) else v)}"
+                   f"</li>" for k, v in run_info.items())
+    verdicts = "".join(f"<li>{html.escape(v)}</li>" for v in res["verdicts"])
+    oracle = any(p["oracle"] for pts in res["test_curves"].values() for p in pts)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body><main>
+<h1>{html.escape(title)}</h1>
+<p class="lead">Does a tiny reasoner get better with more train-time compute and more test-time compute?
+Every number below is computed from <code>metrics.jsonl</code>; nothing is smoothed or dropped.</p>
+{f"<ul class='info'>{info}</ul>" if info else ""}
+<section id="verdicts"><h2>What the numbers say</h2><ul>{verdicts}</ul>
+<p class="note">A curve is called flat when its accuracy span is under {analysis.FLAT_POINTS:g} points.
+{"Curves marked (oracle) use a scorer that reads the gold answer: analysis only, not deployable." if oracle else ""}
+</p></section>
+<section class="charts">
+<figure id="chart-train">{_img(png_train, "train-time compute chart")}<figcaption>Chart 1 &middot; pass@1 on held-out
+problems vs training FLOPs through SFT and RL checkpoints; bands are 95% Wilson intervals.</figcaption></figure>
+<figure id="chart-test">{_img(png_test, "test-time compute chart")}<figcaption>Chart 2 &middot; accuracy vs generated
+tokens per problem, one line per strategy, seeds pooled; bands are 95% bootstrap intervals over problems.
+</figcaption></figure></section>
+<section id="efficiency"><h2>Efficiency</h2>{_efficiency(res["efficiency"])}
+<p class="note">Target = best-of-N's highest measured accuracy; its cost = tokens of its first point reaching it.
+Another strategy's cost = where its curve first crosses the target, interpolated linearly in log(tokens) between
+measured points, never extrapolated.</p></section>
+<section id="matched"><h2>Accuracy at matched compute</h2>{_matched_table(res["matched"])}
+<p class="note">Columns are the baseline's measured token costs; other curves are interpolated in log(tokens);
+&ndash; means that curve was not measured that far.</p></section>
+<section id="test-points"><h2>Every test-time point</h2>{_test_table(res["test_curves"])}</section>
+<section id="train-points"><h2>Every train-time checkpoint</h2>{_train_table(res["train_curve"])}</section>
+<section id="trees"><h2>Search trees</h2><p class="note">Click a node to collapse or expand it; hover for its step
+text and numbers. Node colour = score (red low, green high), size = visits, orange = chosen path.</p>
+{tree_view.tree_section(trees)}</section>
+</main></body></html>
+"""
+
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; background: #fafafa; margin: 0; }
+main { max-width: 1180px; margin: 0 auto; padding: 18px 28px 60px; }
+h1 { margin: 8px 0 4px; } h2 { margin-top: 30px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.lead { color: #444; } .note { color: #666; font-size: 13px; } .info { font-size: 13px; color: #444; }
+.charts { display: flex; flex-wrap: wrap; gap: 16px; margin-top: 18px; }
+figure { flex: 1 1 520px; margin: 0; background: #fff; border: 1px solid #e3e3e3; border-radius: 6px; padding: 8px; }
+figure img { width: 100%; height: auto; } figcaption { font-size: 13px; color: #555; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; margin: 6px 0; }
+th, td { border: 1px solid #e0e0e0; padding: 3px 8px; text-align: right; } th { background: #f0f0f0; }
+td:first-child, th:first-child { text-align: left; }
+.eff { font-size: 16px; } .warn { color: #a33; }
+.tree { background: #fff; border: 1px solid #e3e3e3; border-radius: 6px; padding: 6px 10px; margin: 10px 0; }
+.treebox { overflow-x: auto; } .node { cursor: pointer; }
+.tip { position: absolute; display: none; max-width: 420px; background: #fffef2; border: 1px solid #bbb;
+  padding: 6px 8px; font-size: 12px; box-shadow: 0 2px 6px rgba(0,0,0,.15); pointer-events: none; }
+.tipstep { font-family: ui-monospace, monospace; margin-bottom: 3px; white-space: pre-wrap; }
+"""

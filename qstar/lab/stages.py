@@ -1,0 +1,243 @@
+"""The demo's stages, in order: data -> sft -> prm -> rl -> sweep -> report.
+
+Each stage is ``fn(ctx) -> outputs`` (a JSON-able dict; paths under ``outputs["checkpoint"]`` etc. are checked
+on resume) and calls the real trainers and search: qstar.learn.sft, qstar.learn.reward, qstar.learn.grpo,
+qstar.lab.sweep (-> qstar.search). A stage whose trainer was killed resumes through that trainer's own resume/ dir.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qstar.runio import read_jsonl
+
+
+@dataclass
+class Ctx:
+    """What a stage sees: the resolved demo config, the run dir, earlier stages' outputs, the progress display."""
+
+    cfg: Any  # qstar.lab.demo.DemoConfig
+    run: Path
+    outputs: dict[str, dict]
+    progress: Any  # qstar.lab.progress.StageProgress
+
+    def dir(self, name: str) -> Path:
+        return self.run / "stages" / name
+
+    def checkpoint(self, stage: str) -> str:
+        """An earlier stage's checkpoint; a clear error when it is gone."""
+        path = self.outputs.get(stage, {}).get("checkpoint")
+        if not path or not (Path(path) / "config.json").is_file():
+            raise ValueError(f"the {stage} stage's checkpoint {path or self.dir(stage) / 'checkpoint'} is missing; "
+                             f"re-run `qstar demo --out {self.run} --force` to start over")
+        return path
+
+
+@contextmanager
+def watch(ctx: Ctx, name: str, metrics: Path, budget: float):
+    """While a trainer runs, read the 'seconds' of its latest metrics line once a second -> stage fraction done."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(1.0):
+            try:
+                with open(metrics, "rb") as f:
+                    f.seek(max(0, f.seek(0, 2) - 4096))
+                    last = f.read().decode(errors="replace").strip().splitlines()[-1]
+                secs = float(json.loads(last).get("seconds", 0.0))
+                ctx.progress.update(name, fraction=secs / budget if budget > 0 else None)
+            except (OSError, ValueError, IndexError, AttributeError):
+                pass  # no line yet or a line being written
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
+def _finished(out: Path) -> dict | None:
+    """A trainer's summary when it finished but the demo was killed before writing its stage marker."""
+    p = out / "summary.json"
+    return json.loads(p.read_text()) if p.is_file() and (out / "checkpoint" / "config.json").is_file() else None
+
+
+# -- stages ----------------------------------------------------------------------------------------------------------
+
+def stage_data(ctx: Ctx) -> dict:
+    """The held-out problems every evaluation uses (the trainers regenerate them from the same task + seed)."""
+    from qstar.tasks import get_task
+
+    problems = get_task(ctx.cfg.task).generate(ctx.cfg.eval_problems, seed=ctx.cfg.seed, split="test")
+    path = ctx.dir("data") / "heldout.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(p.to_json()) + "\n" for p in problems))
+    families: dict[str, int] = {}
+    for p in problems:
+        families[p.task] = families.get(p.task, 0) + 1
+    return {"heldout": str(path), "problems": len(problems), "families": families}
+
+
+def stage_sft(ctx: Ctx) -> dict:
+    from qstar.learn.sft import SFTConfig, train_sft
+
+    c, out = ctx.cfg, ctx.dir("sft")
+    summary = _finished(out)
+    if summary is None:
+        sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds,
+                        batch_size=c.sft_batch_size, eval_every=c.sft_seconds / max(1, c.sft_evals),
+                        eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed)
+        with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds):
+            summary = train_sft(sft)
+    return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
+            "params": summary["params"], "train_flops": summary["train_flops"],
+            "greedy_accuracy": summary["greedy_accuracy"], "train_seconds": summary["train_seconds"]}
+
+
+def stage_prm(ctx: Ctx) -> dict:
+    """Train the process reward model the sweep's scorer uses (skipped when the scorer is not learned)."""
+    c, out = ctx.cfg, ctx.dir("prm")
+    if c.scorer not in ("prm", "orm"):
+        return {"skipped": f"scorer {c.scorer!r} needs no training"}
+    from qstar.learn.reward import RewardConfig, train_orm, train_prm
+
+    summary = _finished(out)
+    if summary is None:
+        rc = RewardConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), seconds=c.prm_seconds,
+                          problems=c.prm_problems, samples=c.prm_samples, mc_samples=c.prm_mc_samples,
+                          eval_problems=c.prm_eval_problems, eval_samples=max(2, c.prm_samples), seed=c.seed)
+        with watch(ctx, "prm", out / "metrics.jsonl", c.prm_seconds):
+            summary = (train_prm if c.scorer == "prm" else train_orm)(rc)
+    keep = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "checkpoint"}
+    return {"checkpoint": str(out / "checkpoint"), **keep}
+
+
+def stage_rl(ctx: Ctx) -> dict:
+    """GRPO from the SFT checkpoint (rl_seconds 0: skipped, the SFT checkpoint is the final reasoner)."""
+    c, out = ctx.cfg, ctx.dir("rl")
+    if c.rl_seconds <= 0:
+        return {"checkpoint": ctx.checkpoint("sft"), "skipped": "rl_seconds is 0"}
+    from qstar.learn.grpo import GRPOConfig, train_grpo
+
+    summary = _finished(out)
+    if summary is None:
+        g = GRPOConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), seconds=c.rl_seconds,
+                       problems_per_batch=c.rl_problems_per_batch, group_size=c.rl_group_size,
+                       eval_every=c.rl_seconds / max(1, c.rl_evals), eval_problems=c.eval_problems,
+                       save_every=max(10.0, c.rl_seconds / 4), seed=c.seed)
+        with watch(ctx, "rl", out / "metrics.jsonl", c.rl_seconds):
+            summary = train_grpo(g)
+    return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
+            "problems_per_batch": c.rl_problems_per_batch, "group_size": c.rl_group_size,
+            "greedy_accuracy_before": summary.get("greedy_accuracy_before"),
+            "greedy_accuracy_after": summary.get("greedy_accuracy_after"), "updates": summary.get("updates"),
+            "train_seconds": summary.get("train_seconds")}
+
+
+def stage_sweep(ctx: Ctx) -> dict:
+    from qstar.lab.sweep import SweepConfig, run_sweep
+
+    c = ctx.cfg
+    sc = SweepConfig(out=str(ctx.dir("sweep") / "metrics.jsonl"), checkpoints=[ctx.checkpoint("rl")],
+                     strategies=list(c.strategies), budgets=list(c.budgets), seeds=list(c.seeds), task=c.task,
+                     problems=c.sweep_problems, problem_seed=c.seed, scorer=c.scorer,
+                     scorer_checkpoint=ctx.checkpoint("prm") if c.scorer in ("prm", "orm") else "", trees=c.trees)
+    res = run_sweep(sc, on_cell=lambda i, n: ctx.progress.update("sweep", fraction=i / n, note=f"cell {i}/{n}"))
+    return {"metrics": sc.out, "cells": res["cells"]}
+
+
+def stage_report(ctx: Ctx) -> dict:
+    """Assemble DIR/metrics.jsonl from the stages, render the report (the demo writes summary.json)."""
+    from qstar.lab.metrics import read_metrics, write_records
+    from qstar.lab.report import render_report
+
+    records = train_records(ctx.outputs)
+    records += read_metrics(ctx.outputs["sweep"]["metrics"], allow_empty=True)
+    write_records(ctx.run / "metrics.jsonl", records)
+    o = ctx.outputs
+    info = {"task": ctx.cfg.task, "preset": ctx.cfg.preset, "held-out problems": o["data"].get("families"),
+            "SFT": {k: o["sft"].get(k) for k in ("params", "train_seconds", "greedy_accuracy")},
+            "RL": {k: o["rl"].get(k) for k in ("updates", "train_seconds", "greedy_accuracy_before",
+                                                 "greedy_accuracy_after", "skipped") if k in o["rl"]},
+            "scorer": ctx.cfg.scorer, "scorer training": {k: v for k, v in o.get("prm", {}).items()
+                                                          if k.startswith(("eval/", "train/seconds", "skipped"))},
+            "final checkpoint": ctx.checkpoint("rl")}
+    render_report(records, ctx.run, run_info=info)
+    return {"metrics": str(ctx.run / "metrics.jsonl"), "report": str(ctx.run / "report.html")}
+
+
+STAGES: dict[str, Callable[[Ctx], dict]] = {
+    "data": stage_data, "sft": stage_sft, "prm": stage_prm, "rl": stage_rl, "sweep": stage_sweep,
+    "report": stage_report,
+}
+
+
+# -- trainer metrics -> lab train records ----------------------------------------------------------------------------
+
+def latest_timeline(rows: list[dict]) -> list[dict]:
+    """Drop rows a resumed trainer re-did: when ``step`` goes back, earlier rows after it are discarded (and an
+    earlier row of the same kind at the same step). Rows of different kinds may share a step (update + eval)."""
+    kept: list[dict] = []
+    for r in rows:
+        while kept and (kept[-1]["step"] > r["step"] or (kept[-1]["step"] == r["step"] and
+                                                          kept[-1].keys() == r.keys())):
+            kept.pop()
+        kept.append(r)
+    return kept
+
+
+def train_records(outputs: dict[str, dict]) -> list[dict]:
+    """Lab ``train`` records from the SFT and RL trainers' eval points, with cumulative training FLOPs.
+
+    SFT logs FLOPs (6 * params * tokens). GRPO logs none, so RL FLOPs per update are estimated from its logged mean
+    response length: tokens = problems_per_batch * group_size * (prompt + response), FLOPs = 2N (sampling) + 6N
+    (update) per token; the prompt length is the held-out problems' mean. RL starts at SFT's final FLOPs.
+    """
+    sft, rl = outputs["sft"], outputs.get("rl", {})
+    rows = latest_timeline([r for r in read_jsonl(sft["metrics"]) if "step" in r])
+    out = [_point("sft", r, r["flops"]) for r in rows if "eval/greedy_accuracy" in r]
+    if not rl.get("metrics") or not Path(rl["metrics"]).is_file():
+        return out
+    params, base = sft["params"], max((p["flops"] for p in out), default=sft["train_flops"])
+    prompt = _mean_prompt_tokens(outputs["data"]["heldout"])
+    flops, step_flops = base, {0: base}
+    for r in latest_timeline([r for r in read_jsonl(rl["metrics"]) if "step" in r]):
+        if "rl/response_len" in r:
+            tokens = rl["problems_per_batch"] * rl["group_size"] * (prompt + r["rl/response_len"])
+            flops += 8.0 * params * tokens
+            step_flops[r["step"]] = flops
+        elif "eval/greedy_accuracy" in r and r["step"] > 0:  # step 0 is the SFT checkpoint, already plotted
+            out.append(_point("rl", r, r.get("flops", step_flops.get(r["step"], flops))))
+    return out
+
+
+def _point(stage: str, r: dict, flops: float) -> dict:
+    n = int(r["eval/problems"])
+    return {"kind": "train", "stage": stage, "step": int(r["step"]), "flops": float(flops), "n": n,
+            "correct": int(round(r["eval/greedy_accuracy"] * n)), "seconds": float(r.get("seconds", 0.0))}
+
+
+def _mean_prompt_tokens(heldout: str) -> float:
+    from qstar.model.tokenizer import CharTokenizer
+    from qstar.tasks.format import render_prompt
+
+    tok = CharTokenizer()
+    qs = [json.loads(line)["question"] for line in Path(heldout).read_text().splitlines() if line.strip()]
+    return sum(len(tok.encode(render_prompt(q), bos=True)) for q in qs) / max(1, len(qs))
+
+
+def expected_seconds(cfg) -> dict[str, float]:
+    """Rough stage durations for the ETA before a stage reports its own progress (evaluations included)."""
+    cells = len(cfg.strategies) * len(cfg.budgets) * len(cfg.seeds)
+    return {"data": 1.0, "sft": cfg.sft_seconds * 1.15 + 3, "prm": cfg.prm_seconds * 1.1 + 2 if cfg.scorer in (
+        "prm", "orm") else 0.0, "rl": cfg.rl_seconds * 1.25 + 3 if cfg.rl_seconds > 0 else 0.0,
+        "sweep": cells * cfg.sweep_problems * sum(cfg.budgets) / len(cfg.budgets) * 0.01 + 2, "report": 3.0}
+

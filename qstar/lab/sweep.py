@@ -1,0 +1,199 @@
+"""`qstar sweep`: the test-time grid (model x strategy x budget x seed) into a resumable metrics jsonl.
+
+Each cell runs one strategy at one budget over the same held-out problems and appends one ``test`` record (plus
+``tree`` records for tree strategies) in ONE write. A killed sweep continues where it stopped: finished cells are
+found by key and skipped; a torn last line and trees of an unfinished cell are dropped first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qstar.lab.metrics import append_records, read_metrics, write_records
+
+DEFAULT_STRATEGIES = ("majority", "best_of_n", "beam", "mcts", "sequential", "compute_optimal")
+TREE_STRATEGIES = ("beam", "dvts", "mcts")
+
+
+@dataclass
+class SweepConfig:
+    """Sweep test-time strategies x budgets x seeds (x model sizes) into a resumable jsonl."""
+
+    out: str = "runs/sweep/metrics.jsonl"
+    """Metrics jsonl to append to; finished cells already in it are skipped (resume)."""
+    checkpoints: list[str] = field(default_factory=lambda: ["runs/demo"])
+    """Reasoner checkpoints (run dir or HF dir), one per model size."""
+    strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
+    """Strategy names from qstar.search.STRATEGIES."""
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    """Budgets N (full-chain samples worth of compute per problem; see each strategy's budget mapping)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Sampling seeds; the problem set is the same for every seed so results pool per problem."""
+    task: str = "mixture"
+    """Task whose held-out (test) split is evaluated."""
+    problems: int = 40
+    """Held-out problems per cell."""
+    problem_seed: int = 0
+    """Seed of the held-out problem set."""
+    scorer: str = "prm"
+    """Scorer name from qstar.scorers (a learned prm/orm needs --scorer-checkpoint)."""
+    scorer_checkpoint: str = ""
+    """Checkpoint of a learned scorer; '' for programmatic scorers."""
+    max_tokens: int = 0
+    """Cap on tokens per chain; 0 derives it from the task's reference chains."""
+    trees: int = 2
+    """Search trees recorded per tree strategy (largest budget, first seed) for the report's tree viewer."""
+    force: bool = False
+    """Start the jsonl over instead of refusing when it holds cells of a different configuration."""
+
+
+Cell = dict  # {model, checkpoint, strategy, budget, seed}
+Runner = Callable[[Cell, SweepConfig], tuple[dict, list[dict]]]
+
+
+def config_hash(cfg: SweepConfig) -> str:
+    """Hash of everything but the grid axes and the output path: cells of different hashes must not be pooled."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoints", "strategies", "budgets", "seeds",
+                                                              "trees", "force")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_label(checkpoint: str) -> str:
+    """Short model name for legends: the run dir's name (an HF dir named 'checkpoint' uses its parent)."""
+    p = Path(checkpoint)
+    return (p.parent.name if p.name == "checkpoint" else p.name) or str(p)
+
+
+def cell_key(cell: Cell, chash: str) -> str:
+    return f"{cell['model']}|{cell['strategy']}|N={cell['budget']}|seed={cell['seed']}|{chash}"
+
+
+def grid(cfg: SweepConfig) -> list[Cell]:
+    """All cells, seeds outermost so a partial sweep already has one full seed (and cheap budgets first)."""
+    if not (cfg.checkpoints and cfg.strategies and cfg.budgets and cfg.seeds):
+        raise ValueError("sweep grid is empty: give at least one checkpoint, strategy, budget and seed")
+    if any(b < 1 for b in cfg.budgets):
+        raise ValueError(f"budgets must be >= 1, got {cfg.budgets}")
+    labels = [model_label(c) for c in cfg.checkpoints]
+    if len(set(labels)) != len(labels):
+        labels = [str(c) for c in cfg.checkpoints]
+    return [{"model": m, "checkpoint": c, "strategy": s, "budget": b, "seed": seed}
+            for seed in cfg.seeds for b in sorted(cfg.budgets) for m, c in zip(labels, cfg.checkpoints)
+            for s in cfg.strategies]
+
+
+def load_done(path: Path, chash: str, *, force: bool) -> set[str]:
+    """Keys of finished cells in ``path`` after dropping a torn tail and orphan trees; refuses foreign configs."""
+    if force and path.exists():
+        path.unlink()
+    records = read_metrics(path, repair=True, allow_empty=True)
+    done = {r["key"] for r in records if r["kind"] == "test"}
+    foreign = {r.get("config_hash") for r in records if r["kind"] == "test"} - {chash}
+    if foreign:
+        raise ValueError(f"{path} holds sweep cells of a different configuration (task/problems/scorer/max_tokens "
+                         f"changed); use another --out, or --force to start it over")
+    kept = [r for r in records if r["kind"] != "tree" or r.get("cell") in done or "cell" not in r]
+    if len(kept) != len(records):
+        write_records(path, kept)
+    return done
+
+
+def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callable[[int, int], None] | None = None
+              ) -> dict:
+    """Run every unfinished cell; returns {cells, ran, skipped, out, seconds}.
+
+    runner(cell, cfg) -> (test record without key fields, tree records): defaults to ``ModelCellRunner`` (real
+    checkpoints, qstar.search strategies); tests inject scripted ones. on_cell(done, total) reports progress.
+    """
+    path, chash = Path(cfg.out), config_hash(cfg)
+    cells = grid(cfg)
+    done = load_done(path, chash, force=cfg.force)
+    todo = [c for c in cells if cell_key(c, chash) not in done]
+    runner = runner or ModelCellRunner()
+    t0 = time.perf_counter()
+    for i, cell in enumerate(todo):
+        key = cell_key(cell, chash)
+        test, trees = runner(cell, cfg)
+        test.update(kind="test", key=key, config_hash=chash, model=cell["model"], strategy=cell["strategy"],
+                    budget=cell["budget"], seed=cell["seed"])
+        trees = [dict(t, kind="tree", cell=key) for t in trees]
+        append_records(path, [*trees, test])  # the test line, written last, marks the cell finished
+        if on_cell:
+            on_cell(len(cells) - len(todo) + i + 1, len(cells))
+    result = {"cells": len(cells), "ran": len(todo), "skipped": len(cells) - len(todo), "out": str(path),
+              "seconds": time.perf_counter() - t0}
+    print(json.dumps(result))
+    return result
+
+
+class ModelCellRunner:
+    """Runs a cell on real checkpoints: caches policies, scorers and the problem set across cells."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, object] = {}
+        self._scorer = None
+        self._problems = None
+
+    def problems(self, cfg: SweepConfig):
+        if self._problems is None:
+            from qstar.tasks import get_task
+
+            self._problems = get_task(cfg.task).generate(cfg.problems, seed=cfg.problem_seed, split="test")
+        return self._problems
+
+    def policy(self, checkpoint: str):
+        if checkpoint not in self._policies:
+            from qstar.model.policy import ModelPolicy
+
+            self._policies[checkpoint] = ModelPolicy.from_checkpoint(checkpoint)
+        return self._policies[checkpoint]
+
+    def scorer(self, cfg: SweepConfig):
+        if self._scorer is None:
+            from qstar.scorers import get_scorer
+
+            kw = {"checkpoint": cfg.scorer_checkpoint} if cfg.scorer_checkpoint else {}
+            self._scorer = get_scorer(cfg.scorer, **kw)
+        return self._scorer
+
+    def __call__(self, cell: Cell, cfg: SweepConfig) -> tuple[dict, list[dict]]:
+        import torch
+
+        from qstar.learn.sft import chain_budget
+        from qstar.search import get_strategy
+        from qstar.tasks import get_task
+
+        problems, policy, scorer = self.problems(cfg), self.policy(cell["checkpoint"]), self.scorer(cfg)
+        max_tokens = cfg.max_tokens or chain_budget(get_task(cfg.task), problems)
+        # the seed drives every sampler draw of this cell, so a re-run cell reproduces its numbers
+        torch.manual_seed(cell["seed"])
+        random.seed(cell["seed"])
+        t0 = time.perf_counter()
+        results = get_strategy(cell["strategy"])(policy, scorer, problems, cell["budget"], max_tokens=max_tokens)
+        seconds = time.perf_counter() - t0
+        outcomes = [int(bool(get_task(p.task).verify(p, r.answer))) for p, r in zip(problems, results)]
+        test = {"scorer": scorer.name, "oracle": bool(scorer.oracle), "params": int(getattr(policy, "params", 0)),
+                "problems": [f"{p.task}:{p.key}" for p in problems], "outcomes": outcomes,
+                "tokens": [r.ledger.generated_tokens for r in results], "flops": [r.ledger.flops for r in results],
+                "seconds": seconds}
+        trees = []
+        if cell["strategy"] in TREE_STRATEGIES and cell["seed"] == cfg.seeds[0] and cell["budget"] == max(cfg.budgets):
+            for p, r, ok in pick_examples(list(zip(problems, results, outcomes)), cfg.trees):
+                if r.tree:
+                    trees.append({"strategy": cell["strategy"], "model": cell["model"], "budget": cell["budget"],
+                                  "question": p.question, "answer": r.answer, "gold": p.answer, "correct": bool(ok),
+                                  "tree": r.tree})
+        return test, trees
+
+
+def pick_examples(rows: list[tuple], k: int) -> list[tuple]:
+    """Up to k (problem, result, outcome) rows alternating solved and failed ones, so the viewer shows both."""
+    solved, failed = [r for r in rows if r[2]], [r for r in rows if not r[2]]
+    mixed = [r for pair in zip(solved, failed) for r in pair] + solved[len(failed):] + failed[len(solved):]
+    return mixed[:k]

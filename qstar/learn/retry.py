@@ -1,0 +1,140 @@
+"""Training chains that teach a model to check its steps, catch a mistake and retry (Physics of LMs 2.2).
+
+A check line re-derives one step and compares it with what was written: ``Check: <recomputed step> ok`` or
+``Check: <recomputed step> wrong``. A failed check is followed by the corrected step and the rest of the correct
+chain, so the chain still ends in a verified answer. Kinds (each ``f(task, problem, rng) -> chain text``):
+
+- ``retry``: a wrong step (``task.corrupt``), a check that catches it at once, the corrected continuation.
+- ``wait_ok``: a correct chain, then (after ``WAIT_STEP`` half the time, directly otherwise) a re-check of every step,
+  all ok, then the answer: what budget forcing ("Wait") and the sequential strategy's "check" mode trigger.
+- ``wait_fix``: a chain with a propagated mistake, then the re-check pass finds it, corrects it and finishes.
+- ``backtrack``: Countdown search traces with dead ends and "back left ..." undo lines (``search_trace``).
+
+The first answer line of a re-checked chain is left out: budget forcing suppresses it at test time.
+``retry_examples`` is an endless ``rng -> (question, chain)`` source for ``qstar.learn.sft.fit``; ``mixed`` blends
+it into another source at a given fraction, so one switch (``retry_fraction``) trains with or without it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Union
+
+from qstar.tasks.base import Problem, Task
+from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP, render_chain
+
+__all__ = ["check_line", "retry_chain", "recheck_chain", "backtrack_chain", "RETRY_KINDS", "retry_examples",
+           "mixed", "parse_check"]
+
+Example = tuple[str, str]
+Source = Union[Sequence[Example], Callable[[random.Random], Example]]
+OK, WRONG = "ok", "wrong"
+
+
+def check_line(recomputed: str, ok: bool) -> str:
+    """``Check: <recomputed step> ok|wrong``.
+
+    >>> check_line("6:837000", False)
+    'Check: 6:837000 wrong'
+    """
+    return f"{CHECK_PREFIX}{recomputed} {OK if ok else WRONG}"
+
+
+def parse_check(line: str) -> tuple[str, bool] | None:
+    """(recomputed step, verdict ok) of a check line, else None. Never raises."""
+    if not isinstance(line, str) or not line.startswith(CHECK_PREFIX):
+        return None
+    body, _, verdict = line[len(CHECK_PREFIX):].rpartition(" ")
+    return (body, verdict == OK) if verdict in (OK, WRONG) else None
+
+
+def _slip(task: Task, problem: Problem, rng: random.Random) -> tuple[list[str], list[str], int]:
+    """(reference steps, corrupted steps, index of the first wrong step); ValueError if the task cannot slip."""
+    ref = task.steps(problem)
+    bad = task.corrupt(problem, rng)
+    i = next((j for j, (a, b) in enumerate(zip(ref, bad)) if a != b), None)
+    if not ref or i is None:
+        raise ValueError(f"{task.name}: corrupt() left {problem.question!r} unchanged")
+    return ref, bad, i
+
+
+def retry_chain(task: Task, problem: Problem, rng: random.Random) -> str:
+    """Correct steps, one wrong step, a check that catches it, then the corrected step and the rest."""
+    ref, bad, i = _slip(task, problem, rng)
+    return render_chain(ref[:i] + [bad[i], check_line(ref[i], False)] + ref[i:], problem.answer)
+
+
+def recheck_chain(task: Task, problem: Problem, rng: random.Random, *, wrong: bool) -> str:
+    """A finished chain (with one propagated mistake if ``wrong``), a re-check pass over its steps (after
+    ``WAIT_STEP`` half the time), then the answer; a failed check is followed by the corrected steps."""
+    ref = task.steps(problem)
+    if not ref:
+        raise ValueError(f"{task.name}: no reference steps for {problem.question!r}")
+    written, i = ref, len(ref)
+    if wrong:
+        ref, written, i = _slip(task, problem, rng)
+    marker = [WAIT_STEP] if rng.random() < 0.5 else []
+    checks = [check_line(ref[j], True) for j in range(i)]
+    tail = [check_line(ref[i], False)] + ref[i:] if wrong else []
+    return render_chain(written + marker + checks + tail, problem.answer)
+
+
+def backtrack_chain(task: Task, problem: Problem, rng: random.Random) -> str:
+    """A depth-first search trace with dead ends and undo lines (tasks with ``search_trace``, e.g. Countdown)."""
+    from qstar.tasks import countdown
+
+    if task.name != "countdown":
+        raise ValueError(f"backtracking traces exist for countdown only, not {task.name}")
+    return countdown.search_trace(problem, rng)
+
+
+#: kind -> f(task, problem, rng) -> chain text
+RETRY_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
+    "retry": retry_chain,
+    "wait_ok": lambda t, p, r: recheck_chain(t, p, r, wrong=False),
+    "wait_fix": lambda t, p, r: recheck_chain(t, p, r, wrong=True),
+    "backtrack": backtrack_chain,
+}
+
+
+def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "wait_fix"), seed: int = 0,
+                   split: str = "train") -> Callable[[random.Random], Example]:
+    """Endless source ``rng -> (question, chain)``: a fresh ``split`` problem and a kind drawn uniformly.
+
+    Problems a kind cannot handle (e.g. a Countdown gold answer with fractions) are skipped; ValueError when
+    none of the first 64 problems works (the task has no ``corrupt``/``steps``, or the kind does not apply).
+    """
+    unknown = [k for k in kinds if k not in RETRY_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown retry kinds {unknown or kinds}; choose from {', '.join(RETRY_KINDS)}")
+    buf: list[Problem] = []
+    state = {"seed": seed * 7919 + 17, "fails": 0, "ok": 0}
+
+    def draw(rng: random.Random) -> Example:
+        while True:
+            if not buf:
+                state["seed"] += 1
+                buf.extend(task.generate(256, seed=state["seed"], split=split))
+            p, kind = buf.pop(), rng.choice(list(kinds))
+            try:
+                chain = RETRY_KINDS[kind](task, p, rng)
+            except (ValueError, NotImplementedError) as e:
+                state["fails"] += 1
+                if state["ok"] == 0 and state["fails"] >= 64:
+                    raise ValueError(f"{task.name}: cannot make {kind!r} chains ({e})") from None
+                continue
+            state["ok"] += 1
+            return p.question, chain
+
+    return draw
+
+
+def mixed(base: Source, extra: Callable[[random.Random], Example], fraction: float) -> Callable:
+    """A source drawing from ``extra`` with probability ``fraction`` and from ``base`` otherwise."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"mixing fraction must be in [0, 1], got {fraction}")
+    if not callable(base) and len(base) == 0 and fraction < 1:
+        raise ValueError("mixed: the base example list is empty")
+    pick = base if callable(base) else (lambda r: r.choice(base))
+    return lambda rng: extra(rng) if rng.random() < fraction else pick(rng)

@@ -1,0 +1,111 @@
+"""Verifiable rewards for RL: plain functions, plain lists in and out.
+
+Every reward has one signature::
+
+    reward(problems: Sequence[Problem], texts: Sequence[str], **context) -> list[float]
+
+``texts`` are generated chains (without the prompt). ``context`` carries run facts some rewards need (``max_len``:
+the completion budget in tokens); a reward ignores keys it does not use. :func:`combine` mixes named rewards by
+weights parsed from a config string such as ``"correctness=1,format=0.1"``. qstar's tokenizer is one token per
+character, so lengths below are characters = tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from qstar.tasks import get_task
+from qstar.tasks.base import Problem
+from qstar.tasks.format import split_chain
+
+__all__ = ["REWARDS", "correctness", "format_reward", "length_penalty", "parse_weights", "combine"]
+
+RewardFn = Callable[..., list[float]]
+
+
+def correctness(problems: Sequence[Problem], texts: Sequence[str], **_) -> list[float]:
+    """1.0 where the task's exact verifier accepts the chain's answer, else 0.0 (no answer line counts as wrong).
+
+    >>> p = get_task("mult").generate(1, seed=0)[0]
+    >>> correctness([p, p, p], [get_task("mult").reference(p), "Answer: " + p.answer, "no answer here"])
+    [1.0, 1.0, 0.0]
+    """
+    _check(problems, texts)
+    out = []
+    for p, text in zip(problems, texts):
+        task = get_task(p.task)
+        out.append(1.0 if task.verify(p, task.extract_answer(text)) else 0.0)
+    return out
+
+
+def format_reward(problems: Sequence[Problem], texts: Sequence[str], **_) -> list[float]:
+    """1.0 where the chain ends in a non-empty ``Answer: X`` line, else 0.0. Ignores correctness.
+
+    >>> format_reward([None, None, None], ["12 * 3 = 36\\nAnswer: 36", "12 * 3 = 36\\n", "Answer: "])
+    [1.0, 0.0, 0.0]
+    """
+    _check(problems, texts)
+    return [1.0 if split_chain(t)[1] else 0.0 for t in texts]
+
+
+def length_penalty(
+    problems: Sequence[Problem], texts: Sequence[str], *, max_len: int = 256, buffer: int = 0, **_
+) -> list[float]:
+    """DAPO's soft overlong penalty: 0 up to ``max_len - buffer`` tokens, then falling linearly to -1 at ``max_len``.
+
+    ``buffer`` defaults to a quarter of ``max_len``. Chains at the budget were cut off by it, so this shapes the
+    policy away from rambling without making every long-but-finished chain worthless.
+
+    >>> length_penalty([None] * 3, ["x" * 10, "x" * 14, "x" * 20], max_len=20, buffer=8)
+    [0.0, -0.25, -1.0]
+    """
+    _check(problems, texts)
+    buffer = buffer or max(1, max_len // 4)
+    start = max_len - buffer
+    return [0.0 - min(1.0, max(0, len(t) - start) / buffer) for t in texts]
+
+
+#: reward name -> function (names are what config weights refer to).
+REWARDS: dict[str, RewardFn] = {"correctness": correctness, "format": format_reward, "length": length_penalty}
+
+
+def parse_weights(spec: str) -> dict[str, float]:
+    """``"correctness=1,format=0.1"`` -> ``{"correctness": 1.0, "format": 0.1}``; a bare name has weight 1.
+
+    >>> parse_weights("correctness, format=0.5")
+    {'correctness': 1.0, 'format': 0.5}
+    """
+    weights: dict[str, float] = {}
+    for part in (s.strip() for s in spec.split(",")):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in REWARDS:
+            raise ValueError(f"unknown reward {name!r}; choose from {', '.join(REWARDS)}")
+        try:
+            weights[name] = float(value) if value.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"reward weight for {name!r} is not a number: {value!r}") from None
+    if not weights:
+        raise ValueError(f"no rewards in {spec!r}; give e.g. 'correctness=1,format=0.1'")
+    return weights
+
+
+def combine(
+    problems: Sequence[Problem], texts: Sequence[str], weights: dict[str, float], **context
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Weighted sum of the named rewards: (total per text, {name: that reward's unweighted values}).
+
+    >>> total, parts = combine([None, None], ["Answer: 7", "7"], {"format": 0.5, "length": 1.0}, max_len=10, buffer=2)
+    >>> total, parts["length"]
+    ([0.0, 0.0], [-0.5, 0.0])
+    """
+    parts = {name: REWARDS[name](problems, texts, **context) for name in weights}
+    total = [sum(weights[name] * parts[name][i] for name in weights) for i in range(len(texts))]
+    return total, parts
+
+
+def _check(problems: Sequence, texts: Sequence[str]) -> None:
+    if len(problems) != len(texts):
+        raise ValueError(f"got {len(problems)} problems but {len(texts)} texts")

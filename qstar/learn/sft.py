@@ -1,0 +1,356 @@
+"""Supervised fine-tuning on reference chains of thought: the first stage of every qstar reasoner.
+
+``qstar train sft --task mult --out DIR`` trains a fresh (or ``--init``) model on an endless stream of generated
+problems and their reference chains, evaluates greedy accuracy on held-out problems, and writes
+
+    DIR/checkpoint/    Hugging Face model directory (stage "sft")
+    DIR/summary.json   greedy_accuracy, train_seconds, tokens_per_second, mfu, params, ...
+    DIR/metrics.jsonl  train/* and eval/* points (eval points carry cumulative training FLOPs)
+    DIR/resume/        latest state while training (weights + optimizer + step); a killed run continues from it
+
+``fit`` is the reusable loop (expert iteration, distillation and retry data call it on their own examples).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import qstar  # noqa: F401  (thread env before torch)
+import torch
+import torch.nn.functional as F
+
+from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
+from qstar.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from qstar.model.model import ModelConfig, Transformer
+from qstar.model.perf import configure_threads, matmul_peak_flops, train_flops
+from qstar.model.policy import ModelPolicy
+from qstar.model.tokenizer import CharTokenizer
+from qstar.tasks import get_task
+from qstar.tasks.base import Problem
+from qstar.tasks.format import render_prompt
+
+Example = tuple[str, str]  # (question, chain text)
+ExampleSource = Sequence[Example] | Callable[[random.Random], Example]
+IGNORE = -100
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on a task's reference chains."""
+
+    task: str = "mult"
+    """Task name (see `qstar tasks`); problems are generated on the fly from its train split."""
+    out: str = "runs/sft"
+    """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
+    init: str = ""
+    """Start from this checkpoint (run dir or HF dir) instead of a fresh model."""
+    preset: str = "small"
+    """Model size preset for a fresh model (tiny, small, base)."""
+    seconds: float = 240.0
+    """Training time budget in seconds (evaluation time excluded). The LR schedule spans it."""
+    max_steps: int = 0
+    """Stop after this many updates (0: only the time budget applies)."""
+    batch_size: int = 128
+    """Sequences per update."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    warmup_steps: int = 50
+    """Linear warm-up updates."""
+    min_lr_ratio: float = 0.05
+    """Cosine decay ends at lr * min_lr_ratio."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    bf16: bool = True
+    """bf16 autocast for the forward pass (faster on CPUs with bf16 support)."""
+    eval_every: float = 60.0
+    """Seconds of training between greedy evaluations."""
+    eval_problems: int = 500
+    """Held-out test-split problems for greedy evaluation."""
+    save_every: float = 60.0
+    """Seconds of training between resume snapshots."""
+    seed: int = 0
+    """Seed for data order and initialisation."""
+    resume: bool = True
+    """Continue from DIR/resume if a killed run left one."""
+    force: bool = False
+    """Overwrite a finished run in DIR."""
+
+
+# --------------------------------------------------------------------------------------------------- batches
+
+
+def encode_example(tok: CharTokenizer, question: str, chain: str) -> tuple[list[int], int]:
+    """Token ids of ``<bos> prompt chain <eos>`` and the number of prompt tokens (not trained on)."""
+    prompt = tok.encode(render_prompt(question), bos=True)
+    return prompt + tok.encode(chain, bos=False, eos=True), len(prompt)
+
+
+def collate(encoded: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded inputs [B, T] and labels [B, T] (next token; IGNORE on prompt and padding)."""
+    width = max(len(ids) for ids, _ in encoded) - 1
+    inputs = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
+    for i, (ids, n_prompt) in enumerate(encoded):
+        t = torch.tensor(ids, dtype=torch.long)
+        inputs[i, : len(ids) - 1] = t[:-1]
+        labels[i, n_prompt - 1 : len(ids) - 1] = t[n_prompt:]
+    return inputs, labels
+
+
+def lr_at(progress: float, step: int, *, lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay over ``progress`` in [0, 1]."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return lr * (min_ratio + (1 - min_ratio) * cos)
+
+
+# --------------------------------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: Transformer,
+    tokenizer: CharTokenizer,
+    examples: ExampleSource,
+    *,
+    seconds: float | None = None,
+    steps: int | None = None,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    warmup_steps: int = 20,
+    min_lr_ratio: float = 0.05,
+    weight_decay: float = 0.0,
+    grad_clip: float = 1.0,
+    bf16: bool = True,
+    seed: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    start_step: int = 0,
+    start_seconds: float = 0.0,
+    callback: Callable[[dict], bool] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Train ``model`` on (question, chain) examples until ``seconds`` of training or ``steps`` updates.
+
+    examples: a list (sampled with replacement) or a callable ``rng -> (question, chain)``.
+    callback(state) runs after every update with keys step, seconds, loss, lr, tokens, optimizer; returning True
+    stops training. Returns {steps, seconds, tokens, loss, tokens_per_second}. Seconds exclude callback time.
+    """
+    if seconds is None and steps is None:
+        raise ValueError("fit needs a time budget (seconds) or a number of steps")
+    if not callable(examples) and len(examples) == 0:
+        raise ValueError("fit got an empty example list: nothing to train on")
+    rng = random.Random(seed * 1_000_003 + start_step)
+    draw = examples if callable(examples) else (lambda r: r.choice(examples))
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
+    model.train()
+    step, trained, tokens, loss_ema = start_step, start_seconds, 0, float("nan")
+    bar = _bar(seconds, steps, start_seconds, start_step) if progress else None
+    while (steps is None or step < steps) and (seconds is None or trained < seconds):
+        t0 = time.perf_counter()
+        # 1) a fresh batch of examples -> padded ids with prompt tokens masked out of the loss
+        inputs, labels = collate([encode_example(tokenizer, *draw(rng)) for _ in range(batch_size)], tokenizer.pad_id)
+        # 2) warm-up then cosine decay over whichever budget runs out first
+        frac = max(step / steps if steps else 0.0, trained / seconds if seconds else 0.0)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(frac, step, lr=lr, warmup=warmup_steps, min_ratio=min_lr_ratio)
+        # 3) forward under bf16 autocast, loss in fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE)
+        if not torch.isfinite(loss):
+            print(f"warning: non-finite loss at step {step}; update skipped", file=sys.stderr)
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            continue
+        # 4) backward, clip, step
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        step += 1
+        tokens += int(inputs.numel())
+        trained += time.perf_counter() - t0
+        loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
+        if bar is not None:
+            bar.update(step, trained, loss_ema)
+        state = {"step": step, "seconds": trained, "loss": loss_ema, "lr": opt.param_groups[0]["lr"],
+                 "tokens": tokens, "optimizer": opt}
+        if callback is not None and callback(state):
+            break
+        model.train()
+    if bar is not None:
+        bar.close()
+    run_secs = trained - start_seconds
+    return {"steps": step, "seconds": trained, "tokens": tokens, "loss": loss_ema,
+            "tokens_per_second": tokens / run_secs if run_secs > 0 else 0.0, "optimizer": opt}
+
+
+class _bar:
+    """tqdm bar over the time (or step) budget."""
+
+    def __init__(self, seconds, steps, start_seconds, start_step):
+        from tqdm import tqdm
+
+        self.by_time = seconds is not None
+        total = seconds if self.by_time else steps
+        self.t = tqdm(total=round(total), initial=round(start_seconds if self.by_time else start_step),
+                      unit="s" if self.by_time else "step", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, step, seconds, loss):
+        target = round(seconds) if self.by_time else step
+        if target > self.t.n:
+            self.t.update(target - self.t.n)
+        self.t.set_postfix(step=step, loss=f"{loss:.3f}", refresh=False)
+
+    def close(self):
+        self.t.close()
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+
+
+def greedy_accuracy(policy: ModelPolicy, problems: Sequence[Problem], *, max_tokens: int = 256) -> float:
+    """Fraction of ``problems`` whose greedy chain's answer the exact verifier accepts."""
+    if not problems:
+        return float("nan")
+    from qstar.model.types import Prompt
+
+    outs = policy.sample([Prompt(p.question) for p in problems], n=1, temperature=0.0, max_tokens=max_tokens)
+    hits = 0
+    for p, (c,) in zip(problems, outs):
+        task = get_task(p.task)
+        hits += bool(task.verify(p, task.extract_answer(c.text)))
+    return hits / len(problems)
+
+
+def chain_budget(task, problems: Sequence[Problem]) -> int:
+    """Max new tokens for evaluation: 1.5x the longest reference chain, at least 32."""
+    longest = max((len(task.reference(p)) for p in problems), default=32)
+    return max(32, int(longest * 1.5) + 8)
+
+
+# --------------------------------------------------------------------------------------------------- entrypoint
+
+
+def train_sft(cfg: SFTConfig) -> dict:
+    """Run an SFT stage; returns the summary dict (also written to OUT/summary.json)."""
+    configure_threads()
+    out = Path(cfg.out)
+    task = get_task(cfg.task)
+    if cfg.seconds <= 0 and cfg.max_steps <= 0:
+        raise ValueError("give a positive --seconds or --max-steps budget")
+    summary_path, resume_dir = out / "summary.json", out / "resume"
+    if summary_path.exists() and not cfg.force:
+        raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
+    if cfg.force:
+        reset_run_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    # 1) model: resume snapshot > --init checkpoint > fresh preset
+    state: dict = {"step": 0, "seconds": 0.0, "flops": 0.0, "tokens": 0}
+    opt_state = None
+    if cfg.resume and (resume_dir / "config.json").exists():
+        model, tok, meta = load_checkpoint(resume_dir)
+        state.update(meta.get("train_state", {}))
+        if (resume_dir / "optimizer.pt").exists():
+            opt_state = torch.load(resume_dir / "optimizer.pt", weights_only=True)
+        print(f"resuming {out} at step {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
+    elif cfg.init:
+        model, tok, _ = load_checkpoint(cfg.init)
+    else:
+        model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
+    params = model.num_params()
+    peak = matmul_peak_flops()
+
+    # 2) held-out problems: the test split never shares a key with the train split the stream draws from
+    eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
+    max_tokens = chain_budget(task, eval_problems)
+    pool_seed = [cfg.seed * 7919 + state["step"]]
+
+    def draw(rng: random.Random) -> Example:
+        # Problems come in chunks from the task generator (deduped, train split only).
+        if not draw.buf:  # type: ignore[attr-defined]
+            pool_seed[0] += 1
+            draw.buf = task.generate(512, seed=pool_seed[0], split="train")  # type: ignore[attr-defined]
+        p = draw.buf.pop()  # type: ignore[attr-defined]
+        return p.question, task.reference(p)
+
+    draw.buf = []  # type: ignore[attr-defined]
+    metrics_path = out / "metrics.jsonl"
+    marks = {"eval": state["seconds"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
+
+    def evaluate(step: int, seconds: float, flops: float) -> float:
+        acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
+        append_jsonl(metrics_path, {"stage": "sft", "step": step, "seconds": seconds, "flops": flops,
+                                    "eval/greedy_accuracy": acc, "eval/problems": len(eval_problems)})
+        print(f"step {step}: greedy accuracy {acc:.3f} on {len(eval_problems)} held-out problems", file=sys.stderr)
+        return acc
+
+    def snapshot(step: int, seconds: float, tokens: int, flops: float, opt) -> None:
+        meta = {"stage": "sft-partial", "config": asdict(cfg),
+                "train_state": {"step": step, "seconds": seconds, "tokens": tokens, "flops": flops}}
+        save_checkpoint(resume_dir, model, tok, meta=meta)
+        _atomic_torch_save(opt.state_dict(), resume_dir / "optimizer.pt")
+
+    def callback(s: dict) -> bool:
+        tokens = marks["tokens0"] + s["tokens"]
+        flops = marks["flops0"] + train_flops(params, s["tokens"])
+        if s["step"] % 25 == 0:
+            append_jsonl(metrics_path, {"stage": "sft", "step": s["step"], "seconds": s["seconds"], "flops": flops,
+                                        "train/loss": s["loss"], "train/lr": s["lr"]})
+        if s["seconds"] - marks["eval"] >= cfg.eval_every:
+            marks["eval"] = s["seconds"]
+            evaluate(s["step"], s["seconds"], flops)
+        if s["seconds"] - marks["save"] >= cfg.save_every:
+            marks["save"] = s["seconds"]
+            snapshot(s["step"], s["seconds"], tokens, flops, s["optimizer"])
+        return False
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    # 3) train
+    stats = fit(model, tok, draw, seconds=cfg.seconds if cfg.seconds > 0 else None,
+                steps=cfg.max_steps if cfg.max_steps > 0 else None, lr=cfg.lr, batch_size=cfg.batch_size,
+                warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay,
+                grad_clip=cfg.grad_clip, bf16=cfg.bf16, seed=cfg.seed, optimizer=opt, start_step=state["step"],
+                start_seconds=state["seconds"], callback=callback, progress=True)
+    total_tokens = state["tokens"] + stats["tokens"]
+    total_flops = state["flops"] + train_flops(params, stats["tokens"])
+    # 4) final evaluation, checkpoint, summary
+    acc = evaluate(stats["steps"], stats["seconds"], total_flops)
+    tps = stats["tokens_per_second"]
+    summary = {
+        "stage": "sft", "task": cfg.task, "greedy_accuracy": acc, "eval_problems": len(eval_problems),
+        "train_seconds": stats["seconds"], "steps": stats["steps"], "tokens": total_tokens,
+        "tokens_per_second": tps, "train_flops": total_flops, "matmul_peak_flops": peak,
+        "mfu": train_flops(params, tps) / peak if peak else 0.0, "params": params, "loss": stats["loss"],
+        "checkpoint": str(out / "checkpoint"), "config": asdict(cfg),
+    }
+    save_checkpoint(out / "checkpoint", model, tok, meta={"stage": "sft", "config": asdict(cfg), "metrics": summary})
+    atomic_write_json(summary_path, summary)
+    if resume_dir.exists():
+        import shutil
+
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    return summary
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+__all__ = ["SFTConfig", "train_sft", "fit", "greedy_accuracy", "encode_example", "collate", "CheckpointError"]

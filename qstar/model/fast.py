@@ -1,0 +1,105 @@
+"""Inference-only forward pass with fused weights, used by the sampler.
+
+Same function as :meth:`Transformer.forward` (to float rounding) with fewer, larger ops, because at qstar's sizes
+per-op overhead and memory traffic, not FLOPs, dominate decoding on a CPU:
+
+- q/k/v and gate/up projections are fused into one matmul each, with weights pre-transposed to [in, out];
+- RMSNorm gains are folded into the following matmul's weights, and 1/sqrt(head_dim) into the query weights;
+- residual adds ride on the output projections (``addmm``);
+- query/key channels are permuted within each head from HF's half-split rotary pairs (i, i + hd/2) to adjacent
+  pairs (2j, 2j+1), so RoPE is one complex multiply. Permuting q and k alike leaves every q.k dot product, hence
+  attention, unchanged; the KV cache of a :class:`FastForward` therefore holds permuted keys (use it only here);
+- single-token decoding attends with two batched matmuls over the cache instead of building 4-D masks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from qstar.model.model import KVCache, Transformer, causal_mask
+
+
+class FastForward:
+    """Fused-weight snapshot of a :class:`Transformer` (rebuild it after the weights change)."""
+
+    def __init__(self, model: Transformer) -> None:
+        cfg = self.cfg = model.cfg
+        D, H, Hkv, hd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.dims = (D, H, Hkv, hd, cfg.ffn_hidden)
+        half = hd // 2
+        perm = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()  # 0, h/2, 1, h/2+1, ..
+
+        def heads(w: Tensor, n: int) -> Tensor:
+            return w.view(n, hd, D)[:, perm].reshape(n * hd, D)
+
+        with torch.no_grad():
+            self.layers = []
+            for layer in model.model.layers:
+                a, m = layer.self_attn, layer.mlp
+                wq = heads(a.q_proj.weight, H) * hd**-0.5
+                qkv = torch.cat([wq, heads(a.k_proj.weight, Hkv), a.v_proj.weight]) * layer.input_layernorm.weight
+                gate_up = torch.cat([m.gate_proj.weight, m.up_proj.weight]) * layer.post_attention_layernorm.weight
+                self.layers.append(tuple(w.t().contiguous() for w in (qkv, a.o_proj.weight, gate_up, m.down_proj.weight)))
+            self.head = (model.lm_head.weight * model.model.norm.weight).t().contiguous()  # [D, V]
+            self.embed = model.model.embed_tokens.weight.detach()
+            self.rope = torch.complex(model.rope_cos[:, :half], model.rope_sin[:, :half])  # [max_seq_len, hd/2]
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        return KVCache(self.cfg, batch, max_len, dtype=self.head.dtype, device=self.head.device)
+
+    def decode_bias(self, key_valid: Tensor) -> Tensor:
+        """Additive attention bias [B*n_kv_heads, 1, S] (0 or -inf) from key_valid [B,S] bool, for T=1 calls."""
+        bias = torch.zeros(key_valid.shape, dtype=self.head.dtype, device=key_valid.device)
+        bias.masked_fill_(~key_valid, -torch.inf)
+        return bias.repeat_interleave(self.cfg.n_kv_heads, dim=0).unsqueeze(1)
+
+    def __call__(
+        self, ids: Tensor, positions: Tensor, cache: KVCache, *, key_valid: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
+        """Logits [B,V] of the last position after appending ``ids`` [B,T] to ``cache``.
+
+        positions: [B,T] rotary positions (int64).
+        key_valid: [B,S] bool over the cache columns after this call (False = padding); None = no padding.
+        bias: for T=1, :meth:`decode_bias` of key_valid (at least S columns; precompute it once per batch).
+        """
+        D, H, Hkv, hd, ffn = self.dims
+        B, T = ids.shape
+        start, S = cache.length, cache.length + T
+        BT, G, nqk = B * T, H // Hkv, (H + Hkv) * hd
+        x = F.embedding(ids.reshape(BT), self.embed)
+        rot = self.rope[positions.reshape(BT)].unsqueeze(1)  # [BT,1,hd/2]
+        if T == 1:
+            if bias is None and key_valid is not None:
+                bias = self.decode_bias(key_valid)
+            mask = None if bias is None else bias[:, :, :S]
+        else:
+            mask = causal_mask(T, start, key_valid, ids.device)
+        for i, (w_qkv, w_o, w_gu, w_down) in enumerate(self.layers):
+            qkv = F.rms_norm(x, (D,), None, self.cfg.norm_eps) @ w_qkv  # [BT, (H+2Hkv)*hd]
+            qk = torch.view_as_complex(qkv[:, :nqk].reshape(BT, H + Hkv, hd // 2, 2)) * rot
+            qk = torch.view_as_real(qk).view(BT, H + Hkv, hd)
+            v = qkv[:, nqk:].view(B, T, Hkv, hd)
+            K, V = cache.data[i, 0], cache.data[i, 1]  # [B,Hkv,max_len,hd]
+            K[:, :, start:S] = qk[:, H:].view(B, T, Hkv, hd).transpose(1, 2)
+            V[:, :, start:S] = v.transpose(1, 2)
+            if T == 1:
+                q = qk[:, :H].reshape(B * Hkv, G, hd)
+                k = K.view(B * Hkv, -1, hd)[:, :S].transpose(1, 2)
+                scores = torch.bmm(q, k) if mask is None else torch.baddbmm(mask, q, k)
+                o = torch.bmm(scores.softmax(dim=-1), V.view(B * Hkv, -1, hd)[:, :S]).view(B, H * hd)
+            else:
+                q = qk[:, :H].view(B, T, H, hd).transpose(1, 2)
+                o = F.scaled_dot_product_attention(
+                    q, K[:, :, :S], V[:, :, :S], attn_mask=mask, is_causal=mask is None, scale=1.0,
+                    enable_gqa=G > 1,
+                ).transpose(1, 2).reshape(BT, H * hd)
+            x = torch.addmm(x, o, w_o)
+            gu = F.rms_norm(x, (D,), None, self.cfg.norm_eps) @ w_gu  # [BT, 2*ffn]
+            x = torch.addmm(x, F.silu(gu[:, :ffn]).mul_(gu[:, ffn:]), w_down)
+        cache.length = S
+        last = x.view(B, T, D)[:, -1]
+        return F.rms_norm(last, (D,), None, self.cfg.norm_eps) @ self.head
+

@@ -1,0 +1,166 @@
+"""Training-free scorers: a constant baseline, the exact oracle, and reference-free programmatic checkers.
+
+All implement ``qstar.search.types.Scorer`` (structurally; this layer sits below qstar.search):
+``score(problems, chains) -> [float]`` and ``score_steps(problems, steps) -> [[float]]``. A step list may end with
+the answer line (``"Answer: X"``); that step is scored like the whole chain's outcome.
+
+- ``none``: 0.5 for everything. Search guided by it is search guided by the policy alone.
+- ``oracle``: reads the gold answer (``task.verify``). oracle=True: an upper bound for analysis, never deployable.
+  Steps: 1 while every step so far passes ``task.check_step`` (or, where the task has none, equals the reference
+  step at that position), else 0; the answer line scores its exact verification.
+- ``checker``: reference-free (never reads ``problem.answer``): ``task.check(problem, answer)`` (Countdown evaluates
+  the expression, equations substitute, cipher re-encodes) and ``task.check_step``. A task with step checks but no
+  outcome check (multiplication) scores a chain by its steps: any failing step -> 0, all passing -> 1. Where the task
+  can judge neither the score is 0.5 = unknown; a chain without an answer scores 0.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+from qstar.tasks.base import Problem
+from qstar.tasks.format import ANSWER_PREFIX, split_chain
+
+UNKNOWN = 0.5
+
+
+@functools.lru_cache(maxsize=64)
+def _task(name: str):
+    """The registered task, or None for problems from outside the registry (scripted tests, user data)."""
+    from qstar.tasks import get_task
+
+    try:
+        return get_task(name)
+    except (KeyError, ValueError):
+        return None
+
+
+def _answer(problem: Problem, text: str) -> str | None:
+    task = _task(problem.task)
+    try:
+        return task.extract_answer(text) if task is not None else split_chain(text)[1]
+    except Exception:  # a parser must never take scoring down on garbage text
+        return None
+
+
+def _tri(x: bool | None) -> float:
+    return UNKNOWN if x is None else float(bool(x))
+
+
+def _check_lengths(problems: Sequence[Problem], items: Sequence) -> None:
+    if len(problems) != len(items):
+        raise ValueError(f"scorer got {len(problems)} problems for {len(items)} chains")
+
+
+class ConstantScorer:
+    """Scores every chain and step ``value`` (registry name "none": no verifier)."""
+
+    oracle = False
+    params = 0
+
+    def __init__(self, value: float = UNKNOWN, *, name: str = "none") -> None:
+        self.value, self.name = float(value), name
+
+    def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
+        _check_lengths(problems, chains)
+        return [self.value] * len(chains)
+
+    def score_steps(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        _check_lengths(problems, steps)
+        return [[self.value] * len(s) for s in steps]
+
+
+class OracleScorer:
+    """Exact verification against the gold answer (ORACLE: analysis only). Problems whose task is not registered
+    are verified by exact match of the extracted answer with ``problem.answer``."""
+
+    name = "oracle"
+    oracle = True
+    params = 0
+
+    def _verify(self, problem: Problem, text: str) -> bool:
+        task, answer = _task(problem.task), _answer(problem, text)
+        if task is None:
+            return answer is not None and answer == problem.answer
+        try:
+            return bool(task.verify(problem, answer))
+        except Exception:  # garbage answers are wrong, not errors
+            return False
+
+    def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
+        _check_lengths(problems, chains)
+        return [float(self._verify(p, c)) for p, c in zip(problems, chains)]
+
+    def score_steps(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        _check_lengths(problems, steps)
+        return [self._steps(p, list(s)) for p, s in zip(problems, steps)]
+
+    def _steps(self, problem: Problem, steps: list[str]) -> list[float]:
+        task = _task(problem.task)
+        try:
+            ref = task.steps(problem) if task is not None else []
+        except Exception:
+            ref = []
+        out, ok = [], True
+        for j, step in enumerate(steps):
+            if step.startswith(ANSWER_PREFIX):
+                out.append(float(self._verify(problem, step)))
+                continue
+            verdict = _safe_check_step(task, problem, steps[:j], step)
+            if verdict is None:
+                verdict = j < len(ref) and step.strip() == ref[j].strip()
+            ok = ok and bool(verdict)
+            out.append(float(ok))
+        return out
+
+
+class CheckerScorer:
+    """Reference-free programmatic checks (``task.check`` / ``task.check_step``); 0.5 where a task has none."""
+
+    name = "checker"
+    oracle = False
+    params = 0
+
+    def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
+        _check_lengths(problems, chains)
+        return [self._outcome(p, c) for p, c in zip(problems, chains)]
+
+    def score_steps(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        _check_lengths(problems, steps)
+        out = []
+        for p, s in zip(problems, steps):
+            task, s = _task(p.task), list(s)
+            out.append([self._outcome(p, "".join(x + "\n" for x in s[:j]) + step) if step.startswith(ANSWER_PREFIX)
+                        else _tri(_safe_check_step(task, p, s[:j], step)) for j, step in enumerate(s)])
+        return out
+
+    def _outcome(self, problem: Problem, text: str) -> float:
+        """check(answer) where the task has an outcome checker; otherwise the chain's step checks (any failing
+        step -> 0, all passing -> 1); 0.5 when neither can judge; 0 without an answer."""
+        answer = _answer(problem, text)
+        if answer is None:
+            return 0.0
+        task = _task(problem.task)
+        if task is None:
+            return UNKNOWN
+        try:
+            verdict = task.check(problem, answer)
+        except Exception:  # a checker that cannot parse the answer has judged it wrong
+            return 0.0
+        if verdict is not None:
+            return float(bool(verdict))
+        steps = split_chain(text)[0]
+        verdicts = [_safe_check_step(task, problem, steps[:j], s) for j, s in enumerate(steps)]
+        if any(v is False for v in verdicts):
+            return 0.0
+        return 1.0 if verdicts and all(verdicts) else UNKNOWN
+
+
+def _safe_check_step(task, problem: Problem, prev: list[str], step: str) -> bool | None:
+    if task is None:
+        return None
+    try:
+        return task.check_step(problem, prev, step)
+    except Exception:  # unparseable model text is a wrong step, not a crash
+        return False

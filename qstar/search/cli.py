@@ -1,0 +1,155 @@
+"""``qstar search``: run one strategy at one budget on a checkpoint and write what it bought.
+
+OUT/summary.json: strategy, label, budget, accuracy, ci_low, ci_high (95% bootstrap over problems),
+tokens_per_problem (generated + prompt tokens the policy processed), generated_per_problem, flops_per_problem,
+seconds, scorer, oracle, no_answer, nodes_per_second (tree strategies), task, split, problems, checkpoint.
+OUT/results.jsonl: one line per problem: question, gold, answer, correct, chain, score, ledger, info, tree.
+
+Accuracy always uses the task's exact verifier; that is evaluation, not selection. Selection by the "oracle" scorer
+reads the gold answer: such runs carry ``"oracle": true`` and a label ending in "[ORACLE selection]".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qstar.search import TREE_STRATEGIES, get_strategy
+from qstar.search.estimators import bootstrap_ci
+from qstar.search.types import SearchResult
+from qstar.tasks.base import Problem
+
+
+@dataclass
+class SearchConfig:
+    """Run a test-time search strategy on a checkpoint and report accuracy against compute."""
+
+    checkpoint: str = ""
+    """Checkpoint: a run dir (with checkpoint/) or a Hugging Face model dir."""
+    task: str = "mult"
+    """Task name (see `qstar tasks`)."""
+    strategy: str = "majority"
+    """greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential or compute_optimal."""
+    budget: int = 4
+    """N: full-chain samples worth of compute per problem (beams, subtrees, simulations, forced continuations)."""
+    problems: int = 50
+    """How many problems of the split to solve."""
+    out: str = "runs/search"
+    """Output directory for summary.json and results.jsonl."""
+    scorer: str = "checker"
+    """Verifier guiding selection: none, checker, oracle (reads the gold answer: analysis only), orm, prm."""
+    scorer_checkpoint: str = ""
+    """Checkpoint of a learned scorer (orm/prm only)."""
+    seed: int = 0
+    """Seed for problem generation and sampling."""
+    temperature: float = 0.8
+    """Sampling temperature (greedy and sequential default to 0)."""
+    split: str = "test"
+    """Problem split: train, test or ood."""
+    max_tokens: int = 256
+    """Token cap per chain (steps of tree strategies are capped separately)."""
+    options: str = ""
+    """Extra strategy options as JSON, e.g. '{"aggregation": "min", "width": 4}'."""
+
+
+def run_search(cfg: SearchConfig) -> dict:
+    """Run ``cfg`` and write OUT/summary.json + OUT/results.jsonl; returns the summary."""
+    from qstar.scorers import get_scorer
+    from qstar.tasks import get_task
+
+    fn = get_strategy(cfg.strategy)
+    if cfg.budget < 1 or cfg.problems < 1:
+        raise ValueError(f"--budget and --problems must be >= 1 (got {cfg.budget}, {cfg.problems})")
+    if not cfg.checkpoint:
+        raise ValueError("--checkpoint is required (a run dir or a Hugging Face model dir)")
+    try:
+        options = json.loads(cfg.options) if cfg.options else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--options must be a JSON object: {e}") from None
+    if not isinstance(options, dict):
+        raise ValueError("--options must be a JSON object")
+    scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if cfg.scorer in ("orm", "prm") else {}))
+    task = get_task(cfg.task)
+    problems = task.generate(cfg.problems, seed=cfg.seed, split=cfg.split)
+    policy = load_policy(cfg.checkpoint, seed=cfg.seed)
+    sampling = {"max_tokens": cfg.max_tokens} | ({} if cfg.strategy in ("greedy", "sequential")
+                                                 else {"temperature": cfg.temperature})
+    t0 = time.perf_counter()
+    results = fn(policy, scorer, problems, cfg.budget, **(sampling | options))
+    wall = time.perf_counter() - t0
+    correct = [verify(p, r.answer) for p, r in zip(problems, results)]
+    summary = summarize(results, correct, strategy=cfg.strategy, budget=cfg.budget, scorer=scorer, seconds=wall)
+    summary |= {"task": cfg.task, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
+    write_outputs(Path(cfg.out), summary, problems, results, correct)
+    print(json.dumps(summary))
+    return summary
+
+
+def load_policy(checkpoint: str, *, seed: int = 0):
+    """A ``ModelPolicy`` for a qstar checkpoint, with torch seeded so sampling is reproducible."""
+    import torch
+
+    from qstar.model.policy import ModelPolicy
+
+    torch.manual_seed(seed)
+    return ModelPolicy.from_checkpoint(checkpoint)
+
+
+def verify(problem: Problem, answer: str | None) -> bool:
+    """Exact verification of an answer (evaluation only)."""
+    from qstar.tasks import get_task
+
+    return answer is not None and bool(get_task(problem.task).verify(problem, answer))
+
+
+def label(strategy: str, scorer) -> str:
+    """Strategy label for tables and charts; oracle-selected runs say so."""
+    return f"{strategy}+{scorer.name}" + (" [ORACLE selection]" if scorer.oracle else "")
+
+
+def summarize(results: Sequence[SearchResult], correct: Sequence[bool], *, strategy: str, budget: int, scorer,
+              seconds: float) -> dict:
+    """Accuracy with a bootstrap CI and compute per problem (tokens, FLOPs) for one (strategy, budget) run."""
+    n = len(results)
+    if n == 0:
+        raise ValueError("no results to summarize")
+    acc = [float(c) for c in correct]
+    lo, hi = bootstrap_ci(acc)
+    out = {
+        "strategy": strategy, "label": label(strategy, scorer), "budget": budget,
+        "accuracy": sum(acc) / n, "ci_low": lo, "ci_high": hi,
+        "tokens_per_problem": sum(r.ledger.generated_tokens + r.ledger.prompt_tokens for r in results) / n,
+        "generated_per_problem": sum(r.ledger.generated_tokens for r in results) / n,
+        "flops_per_problem": sum(r.ledger.flops for r in results) / n,
+        "seconds": seconds, "scorer": scorer.name, "oracle": bool(scorer.oracle),
+        "no_answer": sum(r.answer is None for r in results) / n, "problems": n,
+    }
+    if strategy in TREE_STRATEGIES:
+        nodes = sum(r.info.get("nodes", 0) for r in results)
+        out["nodes_per_second"] = nodes / seconds if seconds > 0 else None
+    return out
+
+
+def jsonable(x):
+    """``x`` with NaN/inf floats replaced by None, so the output is strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
+def write_outputs(out: Path, summary: dict, problems: Sequence[Problem], results: Sequence[SearchResult],
+                  correct: Sequence[bool]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
+    with open(out / "results.jsonl", "w") as f:
+        for p, r, c in zip(problems, results, correct):
+            row = {"question": p.question, "gold": p.answer, "key": p.key, "correct": c, **r.to_json()}
+            f.write(json.dumps(jsonable(row)) + "\n")

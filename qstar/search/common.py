@@ -1,0 +1,212 @@
+"""Plumbing every strategy shares: input checks, answer extraction, ranking with NaN, and the compute meter.
+
+The ``Meter`` is the only way strategies call the policy and the scorer. It batches, counts tokens per problem,
+apportions batched wall time per problem by token share, and caches step scores by (problem, step prefix) so a
+step is never scored twice. ``Meter.ledgers()`` turns the counts into one ``Ledger`` per problem whose FLOPs are
+``2 * policy.params * (generated + prompt) + 2 * scorer.params * scored``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from qstar.model.types import Completion, Policy, Prompt
+from qstar.search.types import Ledger, Scorer, SearchResult
+from qstar.tasks.base import Problem
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END, split_chain
+
+NEG_INF = float("-inf")
+
+
+def rank(x: float) -> float:
+    """Sort key for a score: NaN (a broken scorer) ranks below every real score."""
+    return NEG_INF if x is None or math.isnan(x) else float(x)
+
+
+def chain_steps(text: str) -> list[str]:
+    """Non-empty lines of a chain, the answer line included as the last step (nothing after it)."""
+    steps, answer = split_chain(text)
+    return steps + ([ANSWER_PREFIX + answer] if answer is not None else [])
+
+
+def join_steps(steps: Sequence[str]) -> str:
+    """Chain text for a list of steps; an answer line ends the chain, other steps end with a newline."""
+    return "".join(s if s.startswith(ANSWER_PREFIX) else s + STEP_END for s in steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _task(name: str):
+    from qstar.tasks import get_task
+
+    try:
+        return get_task(name)
+    except (KeyError, ValueError):
+        return None  # problems from outside the task registry (scripted tests, user data) use the plain format
+
+
+def extract_answer(problem: Problem, text: str) -> str | None:
+    """The answer in ``text`` as ``problem``'s task extracts it (normalised), else the plain ``Answer:`` line.
+
+    Never raises on arbitrary text.
+    """
+    task = _task(problem.task)
+    try:
+        return task.extract_answer(text) if task is not None else split_chain(text)[1]
+    except Exception:  # a task parser must not take the search down on garbage text
+        return None
+
+
+def check_inputs(policy: Policy, scorer: Scorer, problems: Sequence[Problem], budget: int) -> None:
+    """Raise ValueError for inputs no strategy can run on."""
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise ValueError(f"budget must be an integer number of chains (>= 1), got {budget!r}")
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 (number of full-chain samples worth of compute), got {budget}")
+    if not hasattr(policy, "sample"):
+        raise ValueError(f"policy {policy!r} has no sample() method (see qstar.model.types.Policy)")
+    for attr in ("score", "score_steps", "oracle", "params", "name"):
+        if not hasattr(scorer, attr):
+            raise ValueError(f"scorer {scorer!r} lacks {attr!r} (see qstar.search.types.Scorer)")
+    for p in problems:
+        if not isinstance(p, Problem):
+            raise ValueError(f"problems must be qstar Problem objects, got {type(p).__name__}")
+
+
+def strategy(fn: Callable) -> Callable:
+    """Decorate a strategy: validate inputs, return [] for no problems, tag each result's info with the
+    strategy, scorer and oracle flag (so an oracle-selected number can never pass as deployable)."""
+
+    @functools.wraps(fn)
+    def run(policy: Policy, scorer: Scorer, problems: Sequence[Problem], budget: int, **options) -> list[SearchResult]:
+        check_inputs(policy, scorer, problems, budget)
+        if not problems:
+            return []
+        t0 = time.perf_counter()
+        results = fn(policy, scorer, list(problems), budget, **options)
+        # wall time outside policy/scorer calls (the strategy's own bookkeeping) is shared evenly
+        rest = max(0.0, time.perf_counter() - t0 - sum(r.ledger.seconds for r in results)) / len(results)
+        for r in results:
+            r.ledger.seconds += rest
+            r.info.setdefault("strategy", fn.__name__)
+            r.info.update(scorer=scorer.name, oracle=bool(scorer.oracle), budget=budget)
+        return results
+
+    return run
+
+
+class Meter:
+    """Counts compute per problem while strategies call the policy and scorer in batches.
+
+    problems: the batch (index = owner id used by every call). Step scores are cached by
+    (task, key, step prefix); scored tokens are counted only for learned scorers (params > 0), as characters
+    of question + chain + 1 (qstar's tokenizer is one token per character), or ``scorer.count_tokens(text)``.
+    """
+
+    def __init__(self, policy: Policy, scorer: Scorer, problems: Sequence[Problem]) -> None:
+        self.policy, self.scorer, self.problems = policy, scorer, list(problems)
+        n = len(self.problems)
+        self.generated, self.prompt, self.scored = [0] * n, [0] * n, [0] * n
+        self.seconds = [0.0] * n
+        self._step_cache: dict[tuple, float] = {}
+        self.policy_calls = 0
+        self.scorer_calls = 0
+
+    # -- policy ---------------------------------------------------------------------------------------------------
+    def sample(self, owners: Sequence[int], prompts: Sequence[Prompt], *, n: int = 1, **kw) -> list[list[Completion]]:
+        """One batched ``policy.sample`` call; ``owners[i]`` is the problem index prompt i belongs to."""
+        if not prompts:
+            return []
+        t0 = time.perf_counter()
+        out = self.policy.sample(list(prompts), n=n, **kw)
+        dt = time.perf_counter() - t0
+        self.policy_calls += 1
+        if len(out) != len(prompts) or any(len(row) != n for row in out):
+            name = getattr(self.policy, "name", "?")
+            raise ValueError(f"policy {name} must return {n} completions for each of {len(prompts)} prompts; got "
+                             f"{[len(row) for row in out][:8]}")
+        share = [0] * len(self.problems)
+        for o, comps in zip(owners, out):
+            for c in comps:
+                self.generated[o] += int(c.n_tokens)
+                self.prompt[o] += int(c.prompt_tokens)
+                share[o] += int(c.n_tokens) + int(c.prompt_tokens)
+        self._apportion(dt, share)
+        return [[_clean(c) for c in comps] for comps in out]
+
+    # -- scorer ---------------------------------------------------------------------------------------------------
+    def score(self, owners: Sequence[int], chains: Sequence[str]) -> list[float]:
+        """Outcome scores, one batched scorer call (NaN stays NaN; rank() handles it)."""
+        if not chains:
+            return []
+        probs = [self.problems[o] for o in owners]
+        t0 = time.perf_counter()
+        out = [float(x) for x in self.scorer.score(probs, list(chains))]
+        self._count_scored(owners, [p.question + STEP_END + c for p, c in zip(probs, chains)], time.perf_counter() - t0)
+        if len(out) != len(chains):
+            raise ValueError(f"scorer {self.scorer.name} returned {len(out)} scores for {len(chains)} chains")
+        return out
+
+    def score_steps(self, owners: Sequence[int], prefixes: Sequence[Sequence[str]]) -> list[float]:
+        """Score of the LAST step of each step prefix; cached, so only unseen prefixes reach the scorer (batched)."""
+        keys = [(self.problems[o].task, self.problems[o].key, tuple(s)) for o, s in zip(owners, prefixes)]
+        todo: dict[tuple, int] = {}
+        for k, o in zip(keys, owners):
+            if k not in self._step_cache and k not in todo:
+                todo[k] = o
+        if todo:
+            items = list(todo.items())
+            probs = [self.problems[o] for _, o in items]
+            steps = [list(k[2]) for k, _ in items]
+            t0 = time.perf_counter()
+            out = self.scorer.score_steps(probs, steps)
+            dt = time.perf_counter() - t0
+            if len(out) != len(steps) or any(len(o) != len(s) for o, s in zip(out, steps)):
+                raise ValueError(f"scorer {self.scorer.name}: score_steps must return one float per step")
+            texts = [p.question + STEP_END + join_steps(s) for p, s in zip(probs, steps)]
+            self._count_scored([o for _, o in items], texts, dt)
+            for (k, _), row in zip(items, out):
+                # a prefix's scores also give its own prefixes' scores for free
+                for j in range(len(row)):
+                    self._step_cache.setdefault(k[:2] + (k[2][: j + 1],), float(row[j]))
+        return [self._step_cache[k] for k in keys]
+
+    def step_scores(self, owner: int, steps: Sequence[str]) -> list[float]:
+        """All cached per-step scores of a chain (every prefix must have been scored already)."""
+        p = self.problems[owner]
+        return [self._step_cache[(p.task, p.key, tuple(steps[: j + 1]))] for j in range(len(steps))]
+
+    def _count_scored(self, owners: Sequence[int], texts: Sequence[str], dt: float) -> None:
+        self.scorer_calls += 1
+        count = getattr(self.scorer, "count_tokens", None) or (lambda t: len(t) + 1)
+        share = [0] * len(self.problems)
+        for o, t in zip(owners, texts):
+            share[o] += count(t)
+            if self.scorer.params:
+                self.scored[o] += count(t)
+        self._apportion(dt, share)
+
+    def _apportion(self, dt: float, share: list[int]) -> None:
+        total = sum(share)
+        for i, s in enumerate(share):
+            self.seconds[i] += dt * (s / total if total else 1 / len(share))
+
+    # -- results --------------------------------------------------------------------------------------------------
+    def ledger(self, i: int) -> Ledger:
+        pp, sp = int(getattr(self.policy, "params", 0) or 0), int(self.scorer.params or 0)
+        return Ledger(
+            generated_tokens=self.generated[i],
+            prompt_tokens=self.prompt[i],
+            scored_tokens=self.scored[i],
+            flops=2.0 * pp * (self.generated[i] + self.prompt[i]) + 2.0 * sp * self.scored[i],
+            seconds=self.seconds[i],
+        )
+
+
+def _clean(c: Completion) -> Completion:
+    """Guard against garbage from a backend: text must be a str."""
+    if not isinstance(c.text, str):
+        c.text = "" if c.text is None else str(c.text)
+    return c

@@ -1,0 +1,167 @@
+"""Step-level tree search guided by per-step scores: beam search and DVTS (diverse verifier tree search).
+
+Both grow one ``SearchTree`` per problem a step (one line) at a time. At every level ALL problems' frontier nodes
+are expanded in one ``policy.sample`` call (``n`` = samples per node, ``stop_at_step=True``) and all new steps are
+scored in one ``scorer.score_steps`` call (cached by step prefix, so no step is scored twice). A path's score is
+its per-step scores aggregated by ``aggregation``: min (weakest step, the PRM default), prod, or last.
+
+Budget mapping (``budget`` = N chains; ``width`` = M samples per expanded node):
+- beam: the root is expanded into N first steps; then it keeps ``max(1, N // M)`` beams, each expanded into
+  ``min(M, N)`` candidates -> about N steps per level, i.e. about N chains of compute. The beam holds finished
+  chains too; the search stops when no beam is unfinished.
+- dvts: ``max(1, N // M)`` independent subtrees; each expands its one active node into ``min(M, N)`` candidates and
+  greedily keeps the best (the verifier picks the step) -> N steps per level, and the subtrees stay diverse.
+Every loop stops after ``max_steps`` levels; a step longer than ``max_step_tokens`` or an empty step is a dead end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from qstar.model.types import Completion, Policy, Prompt
+from qstar.search.common import Meter, extract_answer, rank, strategy
+from qstar.search.nodes import SearchTree, tree_to_json
+from qstar.search.sampling import vote
+from qstar.search.types import Scorer, SearchResult
+from qstar.tasks.base import Problem
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END
+
+
+def _nan_guard(f: Callable[[Sequence[float]], float]) -> Callable[[Sequence[float]], float]:
+    return lambda s: math.nan if not s or any(math.isnan(x) for x in s) else float(f(s))
+
+
+#: How a path's per-step scores become one number (NaN anywhere -> NaN, which ranks last).
+AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
+    "min": _nan_guard(min),
+    "prod": _nan_guard(math.prod),
+    "last": _nan_guard(lambda s: s[-1]),
+}
+
+
+def parse_step(c: Completion) -> tuple[str, bool]:
+    """(step text, terminal) for a one-step completion. Terminal: an answer line, or a dead end (empty step,
+    a step that ran past the token cap). Text after the first line is dropped (one step per node)."""
+    line = c.text.split(STEP_END, 1)[0]
+    if line.startswith(ANSWER_PREFIX):
+        return line.rstrip(), True
+    truncated = c.finish == "length" and STEP_END not in c.text
+    return line, (not line.strip()) or truncated
+
+
+SELECT = ("best", "weighted")
+
+
+def get_aggregation(name: str) -> Callable[[Sequence[float]], float]:
+    if name not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {name!r}; choose from {', '.join(AGGREGATIONS)}")
+    return AGGREGATIONS[name]
+
+
+def grow(meter: Meter, trees: list[SearchTree], groups: list[list[int]], *, keep: int, expand: int, first: int,
+         aggregate: Callable, temperature: float, top_p: float, max_step_tokens: int, max_steps: int) -> None:
+    """Grow trees level by level. ``groups[g]`` = [problem index, *beam node ids]; each group keeps its best
+    ``keep`` nodes (finished ones included) among its beam and their new children, until none is unfinished.
+    Each frontier node gets ``expand`` samples, the root ``first``; one policy call per level for everything."""
+    for level in range(max_steps):
+        front = [(g, i, nid) for g, (i, *beam) in enumerate(groups) for nid in beam if not trees[i].nodes[nid].terminal]
+        if not front:
+            return
+        comps = meter.sample([i for _, i, _ in front], [Prompt(meter.problems[i].question, trees[i].chain(nid))
+                                                        for _, i, nid in front],
+                             n=first if level == 0 else expand, temperature=temperature, top_p=top_p,
+                             max_tokens=max_step_tokens, stop_at_step=True)
+        new: list[tuple[int, int, int]] = []  # (group, problem, node)
+        for (g, i, nid), row in zip(front, comps):
+            seen = set()
+            for c in row:
+                step, terminal = parse_step(c)
+                if step in seen:  # identical siblings would only waste beam slots
+                    continue
+                seen.add(step)
+                node = trees[i].add(nid, step, prior=math.exp(c.logprob) if c.logprobs else 1.0, terminal=terminal)
+                node.terminal = node.terminal or trees[i].depth(node.id) >= max_steps
+                new.append((g, i, node.id))
+        new = [(g, i, n) for g, i, n in new if not _dead(trees[i], n)]  # dead ends leave the beam unscored
+        live = [(i, n) for _, i, n in new]
+        scores = meter.score_steps([i for i, _ in live], [trees[i].steps(n) for i, n in live])
+        for (i, n), s in zip(live, scores):
+            node = trees[i].nodes[n]
+            node.score, node.visits = s, 1
+            node.value_sum = aggregate(meter.step_scores(i, trees[i].steps(n)))
+        for g, (i, *beam) in enumerate(groups):
+            pool = [n for n in beam if trees[i].nodes[n].terminal] + [n for gg, _, n in new if gg == g]
+            pool.sort(key=lambda n: (-_path_rank(trees[i], n), n))
+            groups[g] = [i, *pool[:keep]]
+
+
+def _dead(tree: SearchTree, nid: int) -> bool:
+    """A chain that cannot continue and has no answer."""
+    return tree.nodes[nid].terminal and not tree.nodes[nid].is_answer
+
+
+def _path_rank(tree: SearchTree, nid: int) -> float:
+    """Aggregated path score; dead ends and NaN rank last."""
+    return -math.inf if _dead(tree, nid) or not tree.nodes[nid].visits else rank(tree.nodes[nid].value)
+
+
+def finish(meter: Meter, trees: list[SearchTree], select: str, name: str) -> list[SearchResult]:
+    """Choose each problem's answer among every finished chain the search scored: the best path score, or a vote
+    weighted by path scores. Without any finished chain the answer is None and the chain the best partial one."""
+    out = []
+    for i, tree in enumerate(trees):
+        answers = [n.id for n in tree.nodes if n.is_answer and n.visits]
+        pool = answers or [n.id for n in tree.nodes[1:]] or [0]
+        best = min(pool, key=lambda n: (-_path_rank(tree, n), n))
+        if select == "weighted" and answers:
+            texts = [extract_answer(meter.problems[i], tree.chain(n)) for n in answers]
+            win = vote(texts, [tree.nodes[n].value for n in answers])
+            best = min((n for n, a in zip(answers, texts) if a == win), key=lambda n: (-_path_rank(tree, n), n))
+        tree.chosen = tree.path(best)
+        chain = tree.chain(best)
+        out.append(SearchResult(extract_answer(meter.problems[i], chain) if tree.nodes[best].is_answer else None,
+                                chain, tree.nodes[best].value, meter.ledger(i), tree=tree_to_json(tree),
+                                info={"strategy": name, "nodes": len(tree.nodes) - 1}))
+    return out
+
+
+def _search(policy, scorer, problems, budget: int, *, name: str, width: int, aggregation: str, select: str,
+            max_steps: int, max_step_tokens: int, **sampling) -> list[SearchResult]:
+    for k, v in (("width", width), ("max_steps", max_steps), ("max_step_tokens", max_step_tokens)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{k} must be an integer >= 1, got {v!r}")
+    aggregate = get_aggregation(aggregation)
+    if select not in SELECT:
+        raise ValueError(f"unknown select {select!r}; choose from {', '.join(SELECT)}")
+    expand, lanes = min(width, budget), max(1, budget // width)
+    # beam: one group of `lanes` beams, root expanded N times; dvts: `lanes` groups of one beam, root M times each
+    subtrees, keep, first = (1, lanes, budget) if name == "beam" else (lanes, 1, expand)
+    meter, trees = Meter(policy, scorer, problems), [SearchTree() for _ in problems]
+    groups = [[i, 0] for i in range(len(problems)) for _ in range(subtrees)]
+    grow(meter, trees, groups, keep=keep, expand=expand, first=first, aggregate=aggregate,
+         max_step_tokens=max_step_tokens, max_steps=max_steps, **sampling)
+    return finish(meter, trees, select, name)
+
+
+@strategy
+def beam(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, width: int = 4,
+         aggregation: str = "min", select: str = "best", temperature: float = 0.8, top_p: float = 1.0,
+         max_tokens: int = 256, max_step_tokens: int = 96, max_steps: int = 24) -> list[SearchResult]:
+    """Step-level beam search: keep the top ``budget // width`` paths by aggregated step score, expand each into
+    ``width`` candidate steps. ``max_tokens`` is unused (steps are capped by ``max_step_tokens``)."""
+    return _search(policy, scorer, problems, budget, name="beam", width=width, aggregation=aggregation,
+                   select=select, max_steps=max_steps, max_step_tokens=max_step_tokens, temperature=temperature,
+                   top_p=top_p)
+
+
+@strategy
+def dvts(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, width: int = 4,
+         aggregation: str = "min", select: str = "weighted", temperature: float = 0.8, top_p: float = 1.0,
+         max_tokens: int = 256, max_step_tokens: int = 96, max_steps: int = 24) -> list[SearchResult]:
+    """Diverse verifier tree search: ``budget // width`` independent subtrees from the root, each a greedy
+    step-level search (expand ``width`` candidates, keep the best); answers chosen by ``select`` over subtrees.
+    ``max_tokens`` is unused."""
+    return _search(policy, scorer, problems, budget, name="dvts", width=width, aggregation=aggregation,
+                   select=select, max_steps=max_steps, max_step_tokens=max_step_tokens, temperature=temperature,
+                   top_p=top_p)

@@ -1,0 +1,309 @@
+"""The HTTP layer: FastAPI routes in OpenAI's shapes over a :class:`~qstar.serve.engine.Reasoner`.
+
+POST /v1/chat/completions  o1-style: ``message.content`` = the answer, ``message.reasoning`` = the chosen chain,
+                           ``usage.completion_tokens_details.reasoning_tokens``; ``stream: true`` sends search
+                           progress and the chain as ``delta.reasoning``, then the answer as ``delta.content``.
+POST /v1/completions       raw continuation of qstar model text ("question\\npartial chain"), so another qstar or
+                           :class:`~qstar.backends.openai_compat.OpenAIPolicy` can use this server step by step.
+GET  /v1/models, GET /health.
+
+Searches run in a thread pool (the event loop never blocks); their policy calls meet in one
+:class:`~qstar.serve.batching.BatchingPolicy`, so concurrent users share batched forward passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qstar.backends.openai_compat import UpstreamError
+from qstar.model.types import Completion, Policy, Prompt
+from qstar.serve.batching import BatchingPolicy
+from qstar.serve.cli import ServeConfig, efforts_of
+from qstar.serve.engine import Cancelled, Reasoner, SearchTimeout, split_reasoning
+from qstar.serve.protocol import APIError, parse_chat, parse_completion, parse_json
+
+__all__ = ["create_app"]
+log = logging.getLogger("qstar.serve")
+
+
+def _finite(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _search_error(e: BaseException) -> APIError:
+    """The API error for a failure inside a search (bad input is caught earlier, in protocol.py)."""
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, UpstreamError):
+        status = 503 if e.transport else 502
+        return APIError(status, f"upstream model server failed: {e}", type="upstream_error",
+                        code="upstream_unavailable" if e.transport else "upstream_error")
+    if isinstance(e, Cancelled):
+        return APIError(499, "the client closed the request", code="client_closed_request")
+    if isinstance(e, SearchTimeout):
+        return APIError(504, "the search did not finish within the server's time limit", type="timeout_error",
+                        code="timeout")
+    if isinstance(e, ValueError):  # qstar raises ValueError for input it cannot handle (e.g. longer than the context)
+        return APIError(400, str(e)[:500], code="invalid_value")
+    log.error("search failed", exc_info=e)
+    return APIError(500, f"internal error ({type(e).__name__})", type="server_error", code="internal_error")
+
+
+def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
+    """An ASGI app serving ``policy``. Raises ValueError for a bad config (unknown effort, oracle scorer, ...)."""
+    cfg = config or ServeConfig()
+    for f in ("workers", "max_body_bytes", "max_messages", "max_message_chars", "max_question_chars", "max_n",
+              "max_completion_tokens", "default_max_completion_tokens", "max_prompts"):
+        if getattr(cfg, f) < 1:
+            raise ValueError(f"{f} must be >= 1, got {getattr(cfg, f)}")
+    efforts = efforts_of(cfg)
+    if cfg.default_effort not in efforts:
+        raise ValueError(f"default_effort {cfg.default_effort!r} is not one of {', '.join(efforts)}")
+    shared = policy if isinstance(policy, BatchingPolicy) else BatchingPolicy(
+        policy, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
+    reasoner = Reasoner(shared, efforts)
+    served = cfg.name or policy.name
+    pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="qstar-search")
+    started = int(time.time())
+    inflight = [0]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+        shared.close()
+
+    app = FastAPI(title="qstar", version="0.1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.policy, app.state.reasoner, app.state.config = shared, reasoner, cfg
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, e: APIError):
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else {"Retry-After": "1"} if e.status == 429 else {}
+        return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException):
+        msg = f"{request.method} {request.url.path}: {e.detail}"
+        return JSONResponse(APIError(e.status_code, msg).body(), status_code=e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, e: RequestValidationError):
+        return JSONResponse(APIError(400, f"invalid request: {e.errors()[:3]}").body(), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, e: Exception):
+        log.error("unhandled error", exc_info=e)
+        return JSONResponse(APIError(500, "internal error", type="server_error").body(), status_code=500)
+
+    def authorize(request: Request) -> None:
+        if not cfg.api_key:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), cfg.api_key.encode()):
+            raise APIError(401, "Incorrect or missing API key; send 'Authorization: Bearer <key>'",
+                           code="invalid_api_key")
+
+    async def read_json(request: Request) -> dict:
+        authorize(request)
+        size = request.headers.get("content-length", "")
+        too_big = APIError(413, f"request body exceeds {cfg.max_body_bytes} bytes", code="request_too_large")
+        if size.isdigit() and int(size) > cfg.max_body_bytes:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cfg.max_body_bytes:
+                raise too_big
+        return parse_json(bytes(body))
+
+    async def in_pool(fn, cancelled=None):
+        """Run ``fn`` in the search pool; 429 when too many requests are already waiting."""
+        if inflight[0] >= 4 * cfg.workers:
+            raise APIError(429, "server busy: too many requests in flight, retry shortly", type="rate_limit_error",
+                           code="server_busy")
+        inflight[0] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        except asyncio.CancelledError:
+            if cancelled is not None:
+                cancelled.set()
+            raise
+        finally:
+            inflight[0] -= 1
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": served, "efforts": {k: vars(e) for k, e in efforts.items()},
+                "batching": dict(shared.stats)}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        authorize(request)
+        return {"object": "list", "data": [{"id": served, "object": "model", "created": started, "owned_by": "qstar"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        req = parse_chat(await read_json(request), cfg, served=served, efforts=efforts)
+        cancelled = threading.Event()
+        deadline = time.monotonic() + cfg.request_timeout_s
+        eff = efforts[req.effort]
+        meta = {"effort": req.effort, "strategy": eff.strategy, "budget": eff.budget, "scorer": eff.scorer}
+        kwargs = dict(effort=req.effort, n=req.n, max_tokens=req.max_tokens, temperature=req.temperature,
+                      top_p=req.top_p, deadline=deadline, cancelled=cancelled)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if req.stream:
+            return await _stream(req, kwargs, meta, cid, created)
+        try:
+            results, usage = await in_pool(lambda: reasoner.run(req.question, **kwargs), cancelled)
+        except APIError:
+            raise
+        except Exception as e:
+            raise _search_error(e) from None
+        choices = [{"index": i, "message": {"role": "assistant", "content": r.answer or "", "refusal": None,
+                                            "reasoning": split_reasoning(r.chain)},
+                    "logprobs": None, "finish_reason": "stop" if r.answer is not None else "length"}
+                   for i, r in enumerate(results)]
+        meta |= {"scores": [_finite(r.score) for r in results], "flops": sum(r.ledger.flops for r in results)}
+        return {"id": cid, "object": "chat.completion", "created": created, "model": served, "choices": choices,
+                "usage": usage, "system_fingerprint": None, "qstar": meta}
+
+    async def _stream(req, kwargs, meta, cid, created):
+        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+        def post(kind, item):
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+            except RuntimeError:  # the loop is gone (server shutting down)
+                kwargs["cancelled"].set()
+
+        def work():
+            try:
+                post("done", reasoner.run(req.question, on_progress=lambda ev: post("progress", ev), **kwargs))
+            except BaseException as e:  # noqa: B036 - every failure must reach the client
+                post("error", e)
+
+        task = asyncio.ensure_future(in_pool(work, kwargs["cancelled"]))
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            try:
+                await task  # finished without posting: refused (429) before the search started
+            except BaseException:
+                getter.cancel()
+                raise
+        first = await getter  # failures before any progress still get a proper HTTP status
+        if first[0] == "error":
+            await task
+            raise _search_error(first[1])
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served,
+                "system_fingerprint": None}
+
+        def sse(obj) -> str:
+            return f"data: {json.dumps(obj)}\n\n"
+
+        def chunk(delta: dict, index: int = 0, finish: str | None = None) -> str:
+            return sse({**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
+                                             "finish_reason": finish}]})
+
+        async def events():
+            try:
+                for i in range(req.n):
+                    yield chunk({"role": "assistant", "content": ""}, i)
+                kind, item = first
+                while kind == "progress":
+                    yield chunk({"reasoning": f"[search] {meta['strategy']}@{meta['budget']}: call {item['calls']}, "
+                                              f"{item['rows']} samples, {item['tokens']}/{item['cap']} tokens\n"})
+                    kind, item = await queue.get()
+                if kind == "error":
+                    yield sse(_search_error(item).body())
+                    return
+                results, usage = item
+                for i, r in enumerate(results):
+                    for line in split_reasoning(r.chain).splitlines(keepends=True):
+                        yield chunk({"reasoning": line}, i)
+                    if r.answer is not None:
+                        yield chunk({"content": r.answer}, i)
+                    yield chunk({}, i, "stop" if r.answer is not None else "length")
+                if req.include_usage:
+                    yield sse({**base, "choices": [], "usage": usage})
+                yield "data: [DONE]\n\n"
+            finally:
+                kwargs["cancelled"].set()  # a client that went away stops the search at its next policy call
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        req = parse_completion(await read_json(request), cfg, served=served)
+        prompts = [Prompt(q, p) for q, p in req.prompts]
+
+        def work():
+            if req.max_tokens == 0:
+                return [[Completion("", finish="length") for _ in range(req.n)] for _ in prompts]
+            with shared.session():
+                return shared.sample(prompts, n=req.n, temperature=req.temperature, top_p=req.top_p,
+                                     max_tokens=req.max_tokens, stop_at_step=req.stop_at_step)
+
+        try:
+            rows = await in_pool(work)
+        except APIError:
+            raise
+        except Exception as e:
+            raise _search_error(e) from None
+        choices = [_text_choice(c, i * req.n + j, req, shared) for i, row in enumerate(rows) for j, c in enumerate(row)]
+        prompt_tokens = sum(c.prompt_tokens for row in rows for c in row)
+        completion_tokens = sum(c.n_tokens for row in rows for c in row)
+        return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
+                "model": served, "choices": choices, "usage": {"prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}
+
+    return app
+
+
+def _text_choice(c: Completion, index: int, req, policy) -> dict:
+    """One /v1/completions choice. As in OpenAI/vLLM the stop string is not in the text, and the stop token
+    (the step's "\\n" or <eos>) is not in the logprobs; ``stop_reason`` is the matched stop string, None for <eos>."""
+    text, finish, stop_reason = c.text, "length", None
+    keep = len(c.logprobs)
+    if c.finish in ("step", "eos"):
+        finish = "stop"
+        if c.finish == "step":
+            text, stop_reason = (text[:-1] if text.endswith("\n") else text), "\n"
+        if keep and keep == c.n_tokens:
+            keep -= 1
+    cuts = [(text.find(s), s) for s in req.stops if s in text]
+    if cuts:
+        cut, stop_reason = min(cuts)
+        text, finish = text[:cut], "stop"
+    out = {"index": index, "text": text, "logprobs": None, "finish_reason": finish, "stop_reason": stop_reason}
+    if req.logprobs is not None:
+        tok = getattr(policy, "tokenizer", None)
+        if c.token_ids and hasattr(tok, "decode"):
+            pieces = [tok.decode([t]) for t in c.token_ids[:keep]]
+        else:
+            pieces = list(c.text[:keep]) if len(c.text) >= keep else [""] * keep
+        offsets, pos, n = [], 0, 0
+        for p in pieces:  # tokens that fit in the (possibly cut) text
+            if pos + len(p) > len(text) and p:
+                break
+            offsets.append(pos)
+            pos, n = pos + len(p), n + 1
+        lps = [float(x) for x in c.logprobs[:n]]
+        out["logprobs"] = {"tokens": pieces[:n], "token_logprobs": lps, "text_offset": offsets,
+                           "top_logprobs": [{p: lp} for p, lp in zip(pieces[:n], lps)] if req.logprobs else None}
+    return out

@@ -1,0 +1,211 @@
+"""The reasoning engine behind the API: a chat question -> a qstar Problem -> a search at the requested effort.
+
+Effort levels map to (strategy, budget, scorer) via :class:`Effort`. Each request samples through a
+:class:`RequestPolicy`, a per-request view of the shared (batching) policy that enforces the request's token cap
+(``max_completion_tokens`` counts every sampled token, reasoning included), applies its temperature, and stops the
+search when the client went away or the deadline passed.
+
+Questions from the API have no gold answer. A question is matched against the task registry (tasks that provide
+``parse_question(text) -> Problem | None``) so reference-free checkers can judge it; otherwise it becomes a
+``Problem`` of task ``"chat"``, which programmatic scorers treat as "unknown" (0.5, no answer scores 0). The gold
+answer is always blanked and oracle scorers are refused at startup, so no served answer can read a gold label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from qstar.model.types import Completion, Policy, Prompt
+from qstar.search.types import SearchResult
+from qstar.tasks.base import Problem
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
+
+__all__ = ["Effort", "DEFAULT_EFFORTS", "Reasoner", "RequestPolicy", "Cancelled", "SearchTimeout", "make_problem"]
+
+CHAT_TASK = "chat"
+
+
+class Cancelled(Exception):
+    """The client disconnected; the search stops at its next policy call."""
+
+
+class SearchTimeout(Exception):
+    """The request's deadline passed before the search finished."""
+
+
+@dataclass(frozen=True)
+class Effort:
+    """What one ``reasoning_effort`` level runs.
+
+    strategy: name in ``qstar.search.STRATEGIES``. budget: N, full-chain samples worth of compute per choice.
+    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords.
+    """
+
+    strategy: str
+    budget: int = 1
+    scorer: str = "none"
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> Effort:
+        """``"strategy[:budget[:scorer]]"``, e.g. ``"majority:4"`` or ``"beam:16:checker"``."""
+        parts = [p.strip() for p in str(spec).split(":")]
+        if not parts[0] or len(parts) > 3:
+            raise ValueError(f"effort spec {spec!r} must look like strategy[:budget[:scorer]], e.g. 'majority:4'")
+        try:
+            budget = int(parts[1]) if len(parts) > 1 else 1
+        except ValueError:
+            raise ValueError(f"effort spec {spec!r}: budget {parts[1]!r} is not an integer") from None
+        if budget < 1:
+            raise ValueError(f"effort spec {spec!r}: budget must be >= 1")
+        return cls(parts[0], budget, parts[2] if len(parts) > 2 else "none")
+
+
+DEFAULT_EFFORTS: dict[str, Effort] = {
+    "low": Effort("greedy", 1),
+    "medium": Effort("majority", 4),
+    # checker-weighted votes: verified answers win; unrecognised questions fall back to a vote among answered chains
+    "high": Effort("weighted_best_of_n", 16, "checker"),
+}
+
+
+def _parsers() -> list[Callable[[str], Problem | None]]:
+    try:
+        from qstar.tasks import get_task, task_names
+    except ImportError:
+        return []
+    out = []
+    for name in task_names():
+        parse = getattr(get_task(name), "parse_question", None)
+        if callable(parse):
+            out.append(parse)
+    return out
+
+
+def make_problem(question: str, parsers: Sequence[Callable[[str], Problem | None]] = ()) -> Problem:
+    """The Problem a chat question is answered as: the first task that recognises it, else task "chat".
+
+    The gold answer is always "" (unknown). Never raises on arbitrary text.
+    """
+    question = clean_line(question)
+    for parse in parsers:
+        try:
+            p = parse(question)
+        except Exception:  # a recogniser that chokes on user text simply did not recognise it
+            p = None
+        if isinstance(p, Problem):
+            return dataclasses.replace(p, question=question, answer="")
+    return Problem(CHAT_TASK, question, "", key=f"{CHAT_TASK}:{question}")
+
+
+class RequestPolicy:
+    """One request's view of the shared policy.
+
+    cap: total generated tokens allowed across the whole search (all choices); every call's ``max_tokens`` is
+    clamped to ``remaining // rows``, so ``used <= cap`` always holds. Once nothing is left, calls return empty
+    "length" completions without touching the model, and the search winds down with what it has.
+    on_progress: called after each policy call with {"calls", "rows", "tokens", "cap"} (from the worker thread).
+    """
+
+    def __init__(self, policy: Policy, *, cap: int, deadline: float | None = None,
+                 cancelled: threading.Event | None = None, on_progress: Callable[[dict], None] | None = None) -> None:
+        self.policy, self.cap, self.deadline = policy, cap, deadline
+        self.cancelled = cancelled or threading.Event()
+        self.on_progress = on_progress
+        self.name, self.params = policy.name, int(getattr(policy, "params", 0) or 0)
+        self.used = self.calls = 0
+
+    def sample(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+               max_tokens: int = 256, stop_at_step: bool = False) -> list[list[Completion]]:
+        if self.cancelled.is_set():
+            raise Cancelled()
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise SearchTimeout()
+        rows = len(prompts) * n
+        per_row = min(max_tokens, (self.cap - self.used) // rows) if rows else 0
+        if per_row < 1:
+            return [[Completion("", finish="length") for _ in range(n)] for _ in prompts]
+        out = self.policy.sample(prompts, n=n, temperature=temperature, top_p=top_p, max_tokens=per_row,
+                                 stop_at_step=stop_at_step)
+        self.used += sum(int(c.n_tokens) for row in out for c in row)
+        self.calls += 1
+        if self.on_progress is not None:
+            self.on_progress({"calls": self.calls, "rows": rows, "tokens": self.used, "cap": self.cap})
+        return out
+
+
+def split_reasoning(chain: str) -> str:
+    """The thinking part of a chain: everything before its first answer line."""
+    lines = chain.split(STEP_END)
+    for i, line in enumerate(lines):
+        if line.startswith(ANSWER_PREFIX):
+            return STEP_END.join(lines[:i])
+    return chain
+
+
+class Reasoner:
+    """Runs searches for API requests on a shared policy.
+
+    efforts: level -> Effort. Scorers are built once here; an unknown strategy/scorer or an oracle scorer raises
+    ValueError naming what exists (at server start, not on a request).
+    """
+
+    def __init__(self, policy: Policy, efforts: dict[str, Effort]) -> None:
+        from qstar.scorers import get_scorer
+        from qstar.search import get_strategy
+
+        if not efforts:
+            raise ValueError("at least one reasoning effort level is needed")
+        self.policy, self.efforts = policy, dict(efforts)
+        self.strategies = {lvl: get_strategy(e.strategy) for lvl, e in self.efforts.items()}
+        self.scorers = {lvl: get_scorer(e.scorer) for lvl, e in self.efforts.items()}
+        for lvl, s in self.scorers.items():
+            if s.oracle:
+                raise ValueError(f"effort {lvl!r}: scorer {s.name!r} reads gold answers (oracle); a server has none")
+        self.parsers = _parsers()
+        count = getattr(policy, "count_tokens", None)
+        self.count_tokens: Callable[[str], int] = count if callable(count) else len  # char-level by default
+
+    def run(self, question: str, *, effort: str, n: int = 1, max_tokens: int, temperature: float | None = None,
+            top_p: float | None = None, deadline: float | None = None, cancelled: threading.Event | None = None,
+            on_progress: Callable[[dict], None] | None = None) -> tuple[list[SearchResult], dict]:
+        """Search ``n`` independent answers; returns (results, usage) with usage in OpenAI's shape.
+
+        max_tokens: per-choice cap on generated tokens (reasoning + answer); the search gets ``n * max_tokens``.
+        """
+        eff = self.efforts[effort]
+        strategy, scorer = self.strategies[effort], self.scorers[effort]
+        accepted = inspect.signature(strategy).parameters
+        options = dict(eff.options)
+        for key, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None and key in accepted:
+                options[key] = value
+        meter = RequestPolicy(self.policy, cap=n * max_tokens, deadline=deadline, cancelled=cancelled,
+                              on_progress=on_progress)
+        problem = make_problem(question, self.parsers)
+        session = getattr(self.policy, "session", None)
+        if callable(session):
+            with session():
+                results = strategy(meter, scorer, [problem] * n, eff.budget, **options)
+        else:
+            results = strategy(meter, scorer, [problem] * n, eff.budget, **options)
+        return results, self.usage(results)
+
+    def usage(self, results: Sequence[SearchResult]) -> dict:
+        """OpenAI usage from the ledgers: completion = every generated token; of those, the answer lines (and
+        their end token) are the visible content and the rest are reasoning tokens."""
+        completion = sum(int(r.ledger.generated_tokens) for r in results)
+        prompt = sum(int(r.ledger.prompt_tokens) for r in results)
+        content = sum(min(int(r.ledger.generated_tokens), self.count_tokens(ANSWER_PREFIX + r.answer) + 1)
+                      for r in results if r.answer is not None)  # + 1: the end-of-answer token
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "completion_tokens_details": {"reasoning_tokens": completion - content},
+        }

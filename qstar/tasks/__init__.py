@@ -1,0 +1,96 @@
+"""qstar.tasks: verifiable reasoning tasks (generators, reference chains, verifiers, checkers) and real
+benchmark loaders. Imports no model code and no torch.
+
+    >>> p = get_task("mult").generate(1, seed=0)[0]
+    >>> verify(p, get_task("mult").reference(p)), verify(p, p.answer), verify(p, "0")
+    (True, True, False)
+
+Helpers dispatch on ``problem.task``. ``verify``/``check`` take either chain text (the answer is
+extracted) or a bare answer string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qstar.tasks.ages import Ages
+from qstar.tasks.answers import extract_answer as extract_any
+from qstar.tasks.base import Problem, Task
+from qstar.tasks.benchmarks import GSM8K, Math500, load_countdown_tinyzero, load_gsm8k, load_math500
+from qstar.tasks.cipher import Caesar
+from qstar.tasks.countdown import Countdown
+from qstar.tasks.decimals import DecimalCompare
+from qstar.tasks.format import clean_line, render_chain, render_prompt, split_chain
+from qstar.tasks.letters import LetterCount
+from qstar.tasks.mixture import Mixture
+from qstar.tasks.mult import Multiplication
+
+__all__ = [
+    "TASKS", "Problem", "Task", "check", "extract_answer", "get_task", "load_countdown_tinyzero", "load_gsm8k",
+    "load_math500", "render_chain", "render_prompt", "split_chain", "task_names", "verify",
+]
+
+#: name -> Task class (or factory taking keyword options)
+TASKS: dict[str, Callable[..., Task]] = {
+    "mult": Multiplication,
+    "countdown": Countdown,
+    "ages": Ages,
+    "letters": LetterCount,
+    "decimals": DecimalCompare,
+    "cipher": Caesar,
+    "mixture": Mixture,
+    "gsm8k": GSM8K,
+    "math500": Math500,
+}
+_DEFAULT: dict[str, Task] = {}  # tasks are stateless, so option-free instances are shared
+
+
+def task_names() -> list[str]:
+    """Registered task names, sorted."""
+    return sorted(TASKS)
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """The task registered as ``name``, built with keyword options (none -> a shared default instance)."""
+    if not isinstance(name, str) or name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(task_names())}")
+    if kwargs:
+        try:
+            return TASKS[name](**kwargs)
+        except TypeError as e:
+            raise ValueError(f"bad options for task {name!r}: {e}") from None
+    if name not in _DEFAULT:
+        _DEFAULT[name] = TASKS[name]()
+    return _DEFAULT[name]
+
+
+def _task_of(problem_or_name: Problem | str) -> Task:
+    return get_task(problem_or_name.task if isinstance(problem_or_name, Problem) else problem_or_name)
+
+
+def extract_answer(problem_or_task_name: Problem | str, text: str, *, lenient: bool = False) -> str | None:
+    """The answer in ``text`` as the task reads it (qstar tasks: the "Answer:" line). With ``lenient``,
+    fall back to the generic extractor (\\boxed{}, ####, "the answer is", last number). Never raises."""
+    task = _task_of(problem_or_task_name)
+    got = task.extract_answer(text) if isinstance(text, str) else None
+    return extract_any(text) if got is None and lenient else got
+
+
+def _answer(task: Task, text_or_answer: str | None) -> str | None:
+    """Chain text -> its extracted answer; a bare answer (no answer line) -> itself."""
+    if not isinstance(text_or_answer, str):
+        return None
+    got = task.extract_answer(text_or_answer)
+    return got if got is not None else (clean_line(text_or_answer) or None)
+
+
+def verify(problem: Problem, text_or_answer: str | None) -> bool:
+    """Is the answer in ``text_or_answer`` (chain text or a bare answer) correct for ``problem``?"""
+    task = get_task(problem.task)
+    return bool(task.verify(problem, _answer(task, text_or_answer)))
+
+
+def check(problem: Problem, text_or_answer: str | None) -> bool | None:
+    """Reference-free check (never reads ``problem.answer``); None for tasks without one (mult, benchmarks)."""
+    task = get_task(problem.task)
+    return task.check(problem, _answer(task, text_or_answer))

@@ -1,0 +1,108 @@
+"""Letter counting: "How many r's are in strawberry?".
+
+The chain walks the word one letter per line with the running count of the asked letter:
+
+    s0 / t0 / r1 / a1 / w1 / b1 / e1 / r2 / r3 / y3 / Answer: 3
+
+Train/test words come from the built-in COMMON list (3-10 letters); ood uses longer, rarer words
+(11+ letters) and random letter strings of 12-20 letters.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+
+from qstar.tasks.base import Problem, Task
+from qstar.tasks.format import clean_line
+from qstar.tasks.words import COMMON, LONG
+
+PHRASINGS = (
+    "How many {c}'s are in {w}?",
+    "How many times does the letter {c} appear in {w}?",
+    "Count the {c}'s in the word {w}.",
+    "In the word {w}, how many times does {c} occur?",
+    "How many letter {c} are there in '{w}'?",
+    "What is the count of the letter {c} in {w}?",
+)
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_STEP = re.compile(r"^([a-z])(\d{1,6})$")
+
+
+def parse_count(text: str | None) -> int | None:
+    """A count written as digits ("3", " 03 ") or a number word ("three"); None otherwise."""
+    if not isinstance(text, str):
+        return None
+    s = text.strip().rstrip(".").strip().lower()
+    if re.fullmatch(r"\d{1,6}", s):
+        return int(s)
+    return NUMBER_WORDS.get(s)
+
+
+def walk(word: str, letter: str) -> list[str]:
+    """One line per letter: the letter and the running count of ``letter`` so far."""
+    out, n = [], 0
+    for ch in word:
+        n += ch == letter
+        out.append(f"{ch}{n}")
+    return out
+
+
+class LetterCount(Task):
+    """Count one letter in a word; difficulty 1 = common words, 2 (ood) = long/rare words or random strings."""
+
+    name = "letters"
+    checkable = True
+
+    def __init__(self, *, absent_fraction: float = 0.15):
+        if not 0 <= absent_fraction <= 1:
+            raise ValueError(f"absent_fraction must be in [0, 1], got {absent_fraction}")
+        self.absent_fraction = absent_fraction  # share of questions about a letter not in the word
+
+    def sample(self, rng: random.Random, difficulty: int) -> Problem:
+        if difficulty <= 1:
+            word = rng.choice(COMMON)
+        elif rng.random() < 0.5:
+            word = rng.choice(LONG)
+        else:  # a few letters repeated, so counts above 1 are common
+            pool = rng.sample(string.ascii_lowercase, rng.randint(4, 8))
+            word = "".join(rng.choice(pool) for _ in range(rng.randint(12, 20)))
+        letter = rng.choice(string.ascii_lowercase if rng.random() < self.absent_fraction else word)
+        question = rng.choice(PHRASINGS).format(c=letter, w=word)
+        return Problem(self.name, question, str(word.count(letter)), f"letters:{word}:{letter}",
+                       {"word": word, "letter": letter})
+
+    def steps(self, problem: Problem) -> list[str]:
+        return walk(problem.data["word"], problem.data["letter"])
+
+    def verify(self, problem: Problem, answer: str | None) -> bool:
+        got = parse_count(answer)
+        return got is not None and got == parse_count(problem.answer)
+
+    def check(self, problem: Problem, answer: str | None) -> bool | None:
+        """Counts the letter in the word from the problem statement (not the gold answer)."""
+        got = parse_count(answer)
+        return got is not None and got == problem.data["word"].count(problem.data["letter"])
+
+    def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
+        """The i-th line must name the i-th letter with the true running count."""
+        ref = self.steps(problem)
+        i = len(prev_steps)
+        return i < len(ref) and clean_line(step).replace(" ", "") == ref[i]
+
+    def corrupt(self, problem: Problem, rng: random.Random) -> list[str]:
+        """Miss one occurrence or count one look-alike letter; later counts carry the error."""
+        word, letter = problem.data["word"], problem.data["letter"]
+        hits = [i for i, ch in enumerate(word) if ch == letter]
+        i = rng.choice(hits) if hits and rng.random() < 0.6 else rng.choice([i for i in range(len(word))
+                                                                           if i not in hits] or [0])
+        delta = -1 if i in hits else 1
+        ref = walk(word, letter)
+        return ref[:i] + [f"{word[j]}{int(ref[j][1:]) + delta}" for j in range(i, len(word))]
+
+    def implied_answer(self, problem: Problem, steps: list[str]) -> str | None:
+        m = _STEP.match(clean_line(steps[-1]).replace(" ", "")) if steps else None
+        return m.group(2) if m else None

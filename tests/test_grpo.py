@@ -1,0 +1,122 @@
+"""GRPO trainer on the real tiny checkpoint: updates that move parameters and reward, the zero-variance warning,
+resume after a kill, the NaN guard and bad input."""
+
+import json
+
+import pytest
+import torch
+
+import qstar.learn.grpo as grpo
+from qstar.learn.grpo import GRPOConfig, train_grpo
+from qstar.learn.losses import LOSSES
+from qstar.model.checkpoint import load_checkpoint
+from qstar.runio import read_jsonl
+
+# decimals: the tiny checkpoint is right about half the time, so groups have reward variance from the start.
+TOY = dict(task="decimals", problems_per_batch=8, group_size=6, max_completion_tokens=48, eval_problems=0, seconds=0)
+
+
+def weights(path):
+    return load_checkpoint(path)[0].state_dict()
+
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_updates_change_parameters_and_raise_reward(tiny_checkpoint, tmp_path):
+    cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=12, lr=3e-3, **TOY)
+    summary = train_grpo(cfg)
+    assert summary["updates"] == 12 and summary["skipped_updates"] == 0
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    for key in ("rl/reward_mean", "rl/frac_zero_std", "rl/entropy", "rl/response_len", "rl/clip_frac", "rl/kl",
+                "train/loss"):
+        assert all(key in r for r in rows), key
+    assert all(r["rl/clip_frac"] == 0.0 and r["rl/logp_gap"] < 1e-3 for r in rows)  # on-policy, sampler agrees
+    first, last = [r["rl/reward_mean"] for r in rows[:4]], [r["rl/reward_mean"] for r in rows[-4:]]
+    assert sum(last) > sum(first)
+    assert not same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
+    _, _, meta = load_checkpoint(tmp_path / "run" / "checkpoint")
+    assert meta["stage"] == "grpo" and meta["config"]["task"] == "decimals" and meta["metrics"]["updates"] == 12
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [row[0] for row in saved["reward_curve"]] == list(range(1, 13))
+    assert not (tmp_path / "run" / "resume").exists()
+
+
+@pytest.mark.parametrize("loss", ["dr_grpo", "dapo"])
+def test_variants_with_kl_and_dynamic_sampling(tiny_checkpoint, tmp_path, loss):
+    cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / loss), max_updates=2, loss=loss, beta=0.05,
+                     clip_eps_high=0.28, epochs=2, dynamic_sampling=True, **{**TOY, "eval_problems": 8})
+    summary = train_grpo(cfg)
+    rows = [r for r in read_jsonl(tmp_path / loss / "metrics.jsonl") if "rl/reward_mean" in r]
+    assert all(r["rl/groups_kept"] == round(8 * (1 - r["rl/frac_zero_std"])) for r in rows)
+    assert all(r["rl/kl"] > 0 for r in rows)  # the second epoch has moved away from the reference
+    assert 0.0 <= summary["greedy_accuracy_before"] <= 1.0 and 0.0 <= summary["greedy_accuracy_after"] <= 1.0
+
+
+def test_zero_variance_warns_and_skips(tiny_checkpoint, tmp_path, capsys):
+    # countdown is far beyond the tiny model: every chain is wrong, so no group has reward variance.
+    cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=2,
+                     **{**TOY, "task": "countdown", "max_completion_tokens": 16})
+    summary = train_grpo(cfg)
+    assert "zero reward variance" in capsys.readouterr().err
+    assert summary["zero_signal_updates"] == 2
+    assert all(r["rl/all_zero_std"] == 1.0 for r in read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_checkpoint, tmp_path, monkeypatch):
+    base = dict(init=str(tiny_checkpoint), max_updates=4, save_every=0.0, **{**TOY, "problems_per_batch": 4})
+    train_grpo(GRPOConfig(out=str(tmp_path / "straight"), **base))
+
+    real, calls = grpo.combine, []
+
+    def dies_on_third_batch(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(grpo, "combine", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_grpo(GRPOConfig(out=str(tmp_path / "killed"), **base))
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert load_checkpoint(tmp_path / "killed" / "resume")[2]["train_state"]["step"] == 2
+    monkeypatch.setattr(grpo, "combine", real)
+    summary = train_grpo(GRPOConfig(out=str(tmp_path / "killed"), **base))
+    assert summary["updates"] == 4 and [row[0] for row in summary["reward_curve"]] == [1, 2, 3, 4]
+    # problems and samples depend only on (seed, step) and the optimizer state was restored: identical weights
+    a, b = weights(tmp_path / "straight" / "checkpoint"), weights(tmp_path / "killed" / "checkpoint")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_nan_loss_is_skipped_and_never_saved(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    def nan_loss(logp, old_logp, advantages, mask, *, cfg, ref_logp=None):
+        return logp.sum() * float("nan"), {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 1.0}
+
+    monkeypatch.setitem(LOSSES, "grpo", nan_loss)
+    summary = train_grpo(GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=2, **TOY))
+    assert "non-finite" in capsys.readouterr().err
+    assert summary["skipped_updates"] == 2
+    assert same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
+
+
+def test_bad_input(tiny_checkpoint, tmp_path):
+    ok = dict(init=str(tiny_checkpoint), out=str(tmp_path / "x"), max_updates=1, **TOY)
+    other = tmp_path / "gpt2"
+    other.mkdir()
+    for f in ("model.safetensors", "tokenizer.json"):
+        (other / f).write_text("{}")
+    (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ValueError, match="gpt2.*not supported"):
+        train_grpo(GRPOConfig(**{**ok, "init": str(other)}))
+    with pytest.raises(ValueError, match="does not exist"):
+        train_grpo(GRPOConfig(**{**ok, "init": str(tmp_path / "nowhere")}))
+    for bad, match in [({"problems_per_batch": 0}, "nothing to train on"), ({"group_size": 1}, "group-size"),
+                       ({"task": "chess"}, "unknown task"), ({"rewards": "speed=1"}, "unknown reward"),
+                       ({"loss": "ppo"}, "unknown loss"), ({"init": ""}, "--init is required")]:
+        with pytest.raises(ValueError, match=match):
+            train_grpo(GRPOConfig(**{**ok, **bad}))
+    train_grpo(GRPOConfig(**ok))
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train_grpo(GRPOConfig(**ok))

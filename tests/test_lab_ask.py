@@ -1,0 +1,89 @@
+"""`qstar ask`: routing questions in a user's own words, honest refusals, and confidence from agreement."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qstar.lab.ask import AskConfig, run_ask
+from qstar.lab.routes import route
+from qstar.model.types import Completion
+
+
+@pytest.mark.parametrize("question,task,prompt,answer", [
+    ("How many r's are in strawberry?", "letters", "How many r's are in strawberry?", "3"),
+    ("count the letter s in the word 'mississippi'", "letters", "How many s's are in mississippi?", "4"),
+    ("In banana, how many a's?", "letters", "How many a's are in banana?", "3"),
+    ("what's 12 x 34", "mult", "What is 12 times 34?", "408"),
+    ("Please multiply 7 by 8.", "mult", "What is 7 times 8?", "56"),
+    ("Which is bigger, 9.11 or 9.9?", "decimals", "Which is larger, 9.11 or 9.9?", "9.9"),
+    ("is 3.14 less than 3.2?", "decimals", "Is 3.14 smaller than 3.2?", "yes"),
+    ("decrypt 'wkh fdw' with a caesar shift of 3", "cipher", "Decode the Caesar cipher 'wkh fdw' with shift 3.",
+     "the cat"),
+])
+def test_own_words_route_to_the_task_phrasing(question, task, prompt, answer):
+    p = route(question)
+    assert (p.task, p.question, p.answer) == (task, prompt, answer)
+
+
+def test_countdown_routes_through_the_task():
+    from qstar.tasks import check
+
+    p = route("Use 3, 4, 5 and 6 to make 17")
+    assert p.task == "countdown" and p.data == {"nums": [3, 4, 5, 6], "target": 17}
+    assert check(p, p.answer)  # the gold came from the task's own solver
+
+
+@pytest.mark.parametrize("question", ["What is the capital of France?", "Write me a poem about the sea.",
+                                      "what is 3 times 4 plus 2", "", "   "])
+def test_out_of_scope_questions_are_refused(question, capsys):
+    if not question.strip():
+        with pytest.raises(ValueError, match="needs a question"):
+            run_ask(AskConfig(question=question, checkpoint="does/not/exist"))
+        return
+    out = run_ask(AskConfig(question=question, checkpoint="does/not/exist"))  # refused before loading any model
+    assert out["status"] == "out_of_scope" and out["answer"] is None
+    assert "I can't answer that" in capsys.readouterr().out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_route_never_raises(text):
+    route(text)
+
+
+class Voter:
+    """A scripted policy whose i-th sample answers ``answers[i % len]`` with a two-step chain."""
+
+    name, params = "voter", 0
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def sample(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_tokens=256, stop_at_step=False):
+        return [[Completion(text=f"thinking\nstill thinking\nAnswer: {self.answers[i % len(self.answers)]}",
+                            n_tokens=9) for i in range(n)] for _ in prompts]
+
+
+def test_agreement_and_checker_decide_confidence(capsys):
+    q = "How many r's are in strawberry?"
+    ok = run_ask(AskConfig(question=q, effort="low"), policy=Voter(["3", "3", "2"]))
+    assert ok["status"] == "answered" and ok["answer"] == "3" and ok["agreement"] == pytest.approx(2 / 3)
+    assert ok["thinking"] == ["thinking", "still thinking"] and ok["checked"] is True
+    text = capsys.readouterr().out
+    assert "Thinking:" in text and "Answer: 3" in text and "2 of 3 samples agree" in text
+    wrong = run_ask(AskConfig(question=q, effort="low"), policy=Voter(["2"]))
+    assert wrong["status"] == "unsure" and "fails the letters task's own check" in wrong["message"]
+    split = run_ask(AskConfig(question="what is 12 times 34", effort="medium"),
+                    policy=Voter(["408", "407", "406", "405"]))  # mult has no reference-free check
+    assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 8
+
+
+def test_ask_a_real_checkpoint(tiny_checkpoint, capsys):
+    out = run_ask(AskConfig(question="How many r's are in strawberry?", checkpoint=str(tiny_checkpoint),
+                            effort="low"))
+    assert out["status"] in ("answered", "unsure") and out["task"] == "letters" and out["samples"] == 3
+    assert out["thinking"] and "Thinking:" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        run_ask(AskConfig(question="How many r's are in strawberry?", checkpoint="does/not/exist"))

@@ -1,0 +1,181 @@
+"""`qstar demo`: run-dir pinning, resume after interruption, missing checkpoints, summary keys, the trainer-metrics
+-> train-curve conversion (scripted stages, hand-computed FLOPs), and the real pipeline end to end at toy size."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from qstar.lab import demo as demo_mod
+from qstar.lab import stages
+from qstar.lab.demo import DemoConfig, prepare, resolve, run_demo
+from qstar.lab.metrics import append_records, read_metrics
+
+SUMMARY_KEYS = {"wall_seconds", "train_curve", "test_curves", "efficiency_vs_best_of_n", "checkpoint"}
+
+
+def fake_checkpoint(path: Path) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text("{}")
+    return str(path)
+
+
+class FakeStages:
+    """Stand-ins writing what the real trainers write (metrics.jsonl eval points, a checkpoint dir)."""
+
+    def __init__(self, fail_at: str | None = None):
+        self.calls: list[str] = []
+        self.fail_at = fail_at
+
+    def table(self):
+        def wrap(name, fn):
+            def run(ctx):
+                self.calls.append(name)
+                if name == self.fail_at:
+                    self.fail_at = None
+                    raise KeyboardInterrupt  # the user pressed Ctrl-C during this stage
+                return fn(ctx)
+            return run
+        fns = {"data": self.data, "sft": self.sft, "prm": self.prm, "rl": self.rl, "sweep": self.sweep,
+               "report": stages.stage_report}
+        return {name: wrap(name, fn) for name, fn in fns.items()}
+
+    def data(self, ctx):
+        path = ctx.dir("data") / "heldout.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"question": q}) + "\n" for q in ("ab", "abcd")))  # 4 and 6 tokens
+        return {"heldout": str(path), "families": {"letters": 2}}
+
+    def sft(self, ctx):
+        out = ctx.dir("sft")
+        rows = [{"stage": "sft", "step": 5, "flops": 5e8, "train/loss": 1.0},
+                {"stage": "sft", "step": 10, "flops": 1e9, "eval/greedy_accuracy": 0.25, "eval/problems": 20},
+                {"stage": "sft", "step": 20, "flops": 2e9, "eval/greedy_accuracy": 0.5, "eval/problems": 20}]
+        (out / "metrics.jsonl").parent.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return {"checkpoint": fake_checkpoint(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
+                "params": 1000, "train_flops": 2e9}
+
+    def prm(self, ctx):
+        return {"checkpoint": fake_checkpoint(ctx.dir("prm") / "checkpoint"), "eval/auc": 0.7}
+
+    def rl(self, ctx):
+        out = ctx.dir("rl")
+        rows = [{"stage": "grpo", "step": 0, "eval/greedy_accuracy": 0.5, "eval/problems": 20},
+                {"stage": "grpo", "step": 1, "rl/response_len": 15.0},
+                {"stage": "grpo", "step": 2, "rl/response_len": 15.0},
+                {"stage": "grpo", "step": 2, "eval/greedy_accuracy": 0.75, "eval/problems": 20}]
+        (out / "metrics.jsonl").parent.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return {"checkpoint": fake_checkpoint(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
+                "problems_per_batch": 2, "group_size": 2}
+
+    def sweep(self, ctx):
+        path = ctx.dir("sweep") / "metrics.jsonl"
+        recs = []
+        for strategy, accs in (("best_of_n", [1, 2, 3]), ("majority", [2, 2, 2])):
+            for budget, correct in zip((1, 2, 4), accs):
+                for seed in ctx.cfg.seeds:
+                    recs.append({"kind": "test", "key": f"{strategy}{budget}{seed}", "model": "rl",
+                                 "strategy": strategy, "budget": budget, "seed": seed, "problems": list("abcd"),
+                                 "outcomes": [1] * correct + [0] * (4 - correct), "tokens": [10 * budget] * 4,
+                                 "flops": [1.0] * 4})
+        append_records(path, recs)
+        return {"metrics": str(path)}
+
+
+def config(tmp_path, **kw) -> DemoConfig:
+    return DemoConfig(out=str(tmp_path / "run"), quick=True, strategies=["majority", "best_of_n"], **kw)
+
+
+def test_quick_overrides_only_defaults_and_validation():
+    cfg = resolve(DemoConfig(quick=True, sft_seconds=20.0))
+    assert cfg.sft_seconds == 20.0 and cfg.preset == "tiny" and cfg.budgets == [1, 2, 4]
+    with pytest.raises(ValueError, match="unknown strategies \\['nope'\\]"):
+        resolve(DemoConfig(strategies=["nope"]))
+    with pytest.raises(ValueError, match="sft_seconds must be > 0"):
+        resolve(DemoConfig(sft_seconds=0))
+
+
+def test_mismatched_or_foreign_dir_is_refused_and_force_only_removes_demo_files(tmp_path):
+    run = tmp_path / "run"
+    prepare(run, resolve(config(tmp_path)))
+    (run / "notes.txt").write_text("mine")
+    (run / "report.html").write_text("old")
+    with pytest.raises(ValueError, match=r"different configuration \(seed: 0 -> 1\)"):
+        prepare(run, resolve(config(tmp_path, seed=1)))
+    prepare(run, resolve(config(tmp_path, seed=1, force=True)))
+    assert (run / "notes.txt").read_text() == "mine" and not (run / "report.html").exists()
+    assert json.loads((run / "lab.json").read_text())["config"]["seed"] == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_text("")
+    with pytest.raises(ValueError, match="not a qstar demo run"):
+        prepare(other, resolve(config(tmp_path)))
+
+
+def test_resume_after_interruption_skips_finished_stages(tmp_path, monkeypatch):
+    fake = FakeStages(fail_at="rl")
+    monkeypatch.setattr(demo_mod, "STAGES", fake.table())
+    cfg = config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(cfg)
+    assert fake.calls == ["data", "sft", "prm", "rl"]
+    run = Path(cfg.out)
+    assert {p.parent.name for p in run.glob("stages/*/DONE.json")} == {"data", "sft", "prm"}
+    summary = run_demo(cfg)
+    assert fake.calls[4:] == ["rl", "sweep", "report"]  # data, sft and prm were not redone
+    assert SUMMARY_KEYS <= set(summary) and summary["checkpoint"].endswith("stages/rl/checkpoint")
+    assert json.loads((run / "summary.json").read_text())["efficiency_vs_best_of_n"] is None  # nobody beats bon
+    # train curve: SFT eval points, then RL from SFT's 2e9 FLOPs + 2 updates * 8 * 1000 params * 2*2*(5+15) tokens
+    curve = summary["train_curve"]
+    assert [(p["stage"], p["flops"], p["accuracy"]) for p in curve] == [
+        ("sft", 1e9, 0.25), ("sft", 2e9, 0.5), ("rl", 2e9 + 2 * 8 * 1000 * 80, 0.75)]
+    assert set(curve[0]) == {"flops", "accuracy", "ci_low", "ci_high", "stage"}
+    assert [p["accuracy"] for p in summary["test_curves"]["best_of_n"]] == [0.25, 0.5, 0.75]
+    assert "majority is flat" in " ".join(summary["verdicts"])
+    run_demo(cfg)  # everything finished: nothing reruns
+    assert fake.calls[7:] == []
+
+
+def test_missing_checkpoint_of_finished_stage_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_mod, "STAGES", FakeStages().table())
+    cfg = config(tmp_path)
+    run_demo(cfg)
+    (Path(cfg.out) / "stages" / "sft" / "checkpoint" / "config.json").unlink()
+    (Path(cfg.out) / "stages" / "sft" / "checkpoint").rmdir()
+    with pytest.raises(ValueError, match="stage 'sft' finished earlier but its checkpoint .* is missing"):
+        run_demo(cfg)
+
+
+def test_latest_timeline_drops_rows_a_resumed_trainer_redid():
+    rows = [{"step": s} for s in (10, 20, 30, 25, 35, 35)]
+    assert [r["step"] for r in stages.latest_timeline(rows)] == [10, 20, 25, 35]
+    mixed = [{"step": 1, "loss": 1}, {"step": 1, "acc": 0.5}, {"step": 2, "loss": 1}]
+    assert stages.latest_timeline(mixed) == mixed
+
+
+def test_quick_demo_end_to_end(tmp_path):
+    """The real pipeline (SFT -> PRM -> GRPO -> sweep -> report) at toy size, then the report against metrics."""
+    from qstar.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam",
+                 "--sweep-problems", "4", "--budgets", "1", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and Path(summary["checkpoint"], "config.json").is_file()
+    records = read_metrics(out / "metrics.jsonl")
+    assert {r["kind"] for r in records} >= {"train", "test"}
+    assert {r["stage"] for r in records if r["kind"] == "train"} == {"sft", "rl"}
+    html = (out / "report.html").read_text()
+    assert len(re.findall(r"src='data:image/png;base64,", html)) == 2
+    for label, pts in summary["test_curves"].items():
+        for p in pts:
+            assert f"<td>{label}</td><td>{p['budget']}</td><td>{p['tokens_per_problem']:.0f}</td>" in html
+            assert f"{100 * p['accuracy']:.1f}%" in html
+    assert main(["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam",
+                 "--sweep-problems", "4", "--budgets", "1", "2"]) == 0  # resumed: all stages skipped, instant
+    assert main(["demo", "--quick", "--out", str(out)]) == 2  # different config -> refused

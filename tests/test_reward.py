@@ -1,0 +1,163 @@
+"""Reward models: Math-Shepherd MC labels (scripted policy, hand-computed), the learned scorer protocol and its
+save/load round trip, a tiny PRM fit that lowers its loss, AUC / selection maths, and train_prm/train_orm end to end
+on the session's tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from qstar.learn.reward import (RewardConfig, auc, fit_reward, mc_step_labels, reward_items, selection_accuracy,
+                                train_orm, train_prm)
+from qstar.model.checkpoint import CheckpointError, save_checkpoint
+from qstar.model.model import ModelConfig, Transformer
+from qstar.model.tokenizer import CharTokenizer
+from qstar.model.types import Completion
+from qstar.scorers import get_scorer
+from qstar.scorers.learned import (LearnedScorer, RewardModel, chain_steps, encode_steps, load_reward_model,
+                                   load_scorer, save_reward_model)
+from qstar.search.types import Scorer
+from qstar.tasks import get_task
+from qstar.tasks.base import Problem
+
+
+class TablePolicy:
+    """Returns scripted completions by partial chain (cycled to n); records every prompt it was asked for."""
+
+    name, params = "table", 0
+
+    def __init__(self, table: dict[str, list[str]]):
+        self.table, self.prompts = table, []
+
+    def sample(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_tokens=256, stop_at_step=False):
+        self.prompts += [p.partial for p in prompts]
+        return [[Completion(self.table[p.partial][i % len(self.table[p.partial])]) for i in range(n)]
+                for p in prompts]
+
+
+def mult_problem(a=12, b=34) -> Problem:
+    return Problem("mult", f"What is {a} times {b}?", str(a * b), f"mult:{a}*{b}", {"a": a, "b": b})
+
+
+def test_mc_labels_hand_computed():
+    p = mult_problem()  # 12*34 = 408; reference steps: "21*43", "4:8400", "3:0630 8040"
+    s1, s2, s3 = get_task("mult").steps(p)
+    right, wrong = f"{s2}\n{s3}\nAnswer: 408", "Answer: 400"
+    policy = TablePolicy({
+        f"{s1}\n": [right, wrong, "no answer", right],  # 2 of 4 -> soft .5, hard 1
+        f"{s1}\n{s2}\n": ["Answer: 1"],  # 0 of 4
+        f"{s1}\n{s2}\n{s3}\n": ["Answer: 408", "Answer: 408", "Answer: 408", "Answer: 9"],  # 3 of 4
+        f"{s1}\nbad\n": ["Answer: 408", "x"],  # 2 of 4
+    })
+    chains = [f"{s1}\n{s2}\n{s3}\nAnswer: 408", f"{s1}\nbad\nAnswer: 7"]
+    labels = mc_step_labels(policy, [p, p], chains, k=4, temperature=1.0, max_tokens=64)
+    assert labels[0] == {"steps": [s1, s2, s3, "Answer: 408"], "outcome": 1.0,
+                         "soft": [0.5, 0.0, 0.75, 1.0], "hard": [1.0, 0.0, 1.0, 1.0]}
+    assert labels[1] == {"steps": [s1, "bad", "Answer: 7"], "outcome": 0.0,
+                         "soft": [0.5, 0.5, 0.0], "hard": [1.0, 1.0, 0.0]}
+    assert sorted(policy.prompts) == sorted(set(policy.prompts))  # the shared prefix s1 was sampled once
+    items = reward_items([{"problem": p.to_json(), **lab} for lab in labels], kind="orm")
+    assert items[1][2] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="k >= 1"):
+        mc_step_labels(policy, [p], chains[:1], k=0, temperature=1.0, max_tokens=8)
+
+
+def tiny_reward(kind: str, seed: int = 0) -> RewardModel:
+    torch.manual_seed(seed)
+    model = RewardModel(Transformer(ModelConfig.preset("tiny")), kind=kind)
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    return model.eval()
+
+
+def test_encode_reads_step_ends():
+    tok = CharTokenizer()
+    ids, reads = encode_steps(tok, "Q?", ["a b", "cd", "Answer: 5"])
+    assert [ids[r] for r in reads] == [tok.newline_id, tok.newline_id, tok.eos_id]
+    assert tok.decode(ids[: reads[0] + 1]) == "Q?\na b\n"
+    assert chain_steps("x\n\ny\nAnswer: 3\ntrailing") == ["x", "y", "Answer: 3"]
+    ids, reads = encode_steps(tok, "Q?", ["a" * 50, "Answer: 1"], max_len=20)
+    assert len(ids) == 20 and reads == [19, 19]
+
+
+def test_scorer_protocol_and_round_trip(tmp_path):
+    tok, p = CharTokenizer(), mult_problem()
+    chains = ["21*43\n4:8400\n3:0630 8040\nAnswer: 408", "21*43\n4:8400\nAnswer: 99", "", "junk\x00\n\n\nno answer"]
+    for kind in ("prm", "orm"):
+        model = tiny_reward(kind, seed=len(kind))
+        scorer = LearnedScorer(model, tok, aggregation="min")
+        assert isinstance(scorer, Scorer) and not scorer.oracle and scorer.params == model.num_params()
+        scores = scorer.score([p] * 4, chains)
+        steps = scorer.score_steps([p] * 4, [chain_steps(c) for c in chains])
+        assert [len(s) for s in steps] == [4, 3, 0, 2] and scores[2] == 0.0
+        assert all(0 < x < 1 for row in steps for x in row)
+        agg = (lambda s: s[-1]) if kind == "orm" else min
+        assert scores[:2] == pytest.approx([agg(s) for s in steps[:2]], abs=1e-6)
+        # causal: a step's score does not depend on the steps after it (padding and batching included)
+        prefix = scorer.score_steps([p], [chain_steps(chains[0])[:2]])[0]
+        assert prefix == pytest.approx(steps[0][:2], abs=1e-5)
+        save_reward_model(tmp_path / kind, model, tok, meta={"stage": kind, "config": {"aggregation": "min"}})
+        again = get_scorer(kind, checkpoint=str(tmp_path / kind))
+        assert again.score([p] * 4, chains) == pytest.approx(scores, abs=1e-6)
+        assert load_reward_model(tmp_path / kind)[2]["stage"] == kind
+    with pytest.raises(ValueError, match="holds a prm reward model"):
+        load_scorer("orm", checkpoint=tmp_path / "prm")
+    with pytest.raises(ValueError, match="needs checkpoint"):
+        load_scorer("prm")
+    with pytest.raises(ValueError, match="aggregation"):
+        LearnedScorer(tiny_reward("prm"), tok, aggregation="max")
+    save_checkpoint(tmp_path / "policy", Transformer(ModelConfig.preset("tiny")), tok, meta={"stage": "sft"})
+    with pytest.raises(CheckpointError, match="not a reward model"):
+        load_scorer("prm", checkpoint=tmp_path / "policy")
+
+
+def test_tiny_prm_fit_lowers_loss():
+    # targets: 1 at steps of the reference chain, 0 from the first corrupted step on (the oracle PRM labels)
+    import random
+
+    task, rng = get_task("mult", digits=(2, 2)), random.Random(0)
+    items = []
+    for p in task.generate(48, seed=0):
+        ref, bad = task.steps(p), task.corrupt(p, rng)
+        i = next(j for j, (a, b) in enumerate(zip(ref, bad)) if a != b)
+        items.append((p.question, ref + ["Answer: " + p.answer], [1.0] * (len(ref) + 1)))
+        items.append((p.question, bad, [1.0] * i + [0.0] * (len(bad) - i)))
+    model = RewardModel(Transformer(ModelConfig.preset("tiny")), kind="prm")
+    stats = fit_reward(model, CharTokenizer(), items, steps=60, lr=3e-3, batch_size=16)
+    assert stats["steps"] == 60 and stats["loss"] < 0.6 * stats["first_loss"]
+    with pytest.raises(ValueError, match="no labelled chains"):
+        fit_reward(model, CharTokenizer(), [], steps=1)
+
+
+def test_auc_and_selection():
+    assert auc([0.9, 0.2, 0.5], [True, False, False]) == 1.0
+    assert auc([0.1, 0.2, 0.5, 0.5], [True, False, True, False]) == pytest.approx((0 + 1 + 0.5 + 1) / 4)
+    assert math.isnan(auc([0.3], [True]))
+    answers, correct = ["7", "5", "5", None], [True, False, False, False]
+    assert selection_accuracy("majority", [0, 0, 0, 0], answers, correct) == 0.0
+    assert selection_accuracy("best", [0.9, 0.5, 0.6, 0.1], answers, correct) == 1.0
+    assert selection_accuracy("weighted", [0.9, 0.5, 0.6, 0.1], answers, correct) == 0.0  # 1.1 for "5"
+    assert selection_accuracy("best", [0.5, 0.5, 0.1, 0.1], answers, correct) == 0.5  # tie
+    assert selection_accuracy("majority", [0, 0], [None, None], [False, False]) == 0.0
+
+
+def test_train_prm_and_orm_end_to_end(tiny_checkpoint, tmp_path):
+    cfg = RewardConfig(init=str(tiny_checkpoint), task="decimals", out=str(tmp_path / "prm"), problems=6, samples=2,
+                       mc_samples=2, max_steps=4, seconds=0, batch_size=4, eval_problems=4, eval_samples=2)
+    s = train_prm(cfg)
+    assert s["stage"] == "prm" and s["train/chains"] == 12 and s["train/steps"] == 4
+    assert 0 <= s["eval/best_of_n"] <= 1 and "eval/auc" in s
+    scorer = get_scorer("prm", checkpoint=str(tmp_path / "prm"))
+    assert scorer.name == "prm" and json.loads((tmp_path / "prm" / "summary.json").read_text())["kind"] == "prm"
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train_prm(cfg)
+    labels = tmp_path / "prm" / "labels.jsonl"
+    o = train_orm(RewardConfig(**{**cfg.__dict__, "out": str(tmp_path / "orm"), "labels": str(labels),
+                                  "trunk": "tiny", "eval_problems": 0}))
+    assert o["stage"] == "orm" and o["train/chains"] == 12 and o["trunk"] == "tiny"
+    with pytest.raises(ValueError, match="--init"):
+        train_prm(RewardConfig(out=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="preset"):
+        train_prm(RewardConfig(init=str(tiny_checkpoint), trunk="huge", out=str(tmp_path / "x")))

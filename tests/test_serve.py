@@ -1,0 +1,159 @@
+"""``qstar serve`` end to end: the official openai SDK over real HTTP against a real tiny checkpoint, plain and
+streaming, token caps, auth, batching across concurrent users, and two chained qstar servers (A's policy is an
+OpenAIPolicy pointing at B)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import httpx
+import openai
+import pytest
+from test_serve_fakes import serve_in_thread
+
+from qstar.backends.openai_compat import OpenAIPolicy
+from qstar.model.policy import ModelPolicy
+from qstar.model.types import Prompt
+from qstar.scorers import get_scorer
+from qstar.search import get_strategy
+from qstar.serve.app import create_app
+from qstar.serve.cli import ServeConfig
+from qstar.serve.engine import make_problem, split_reasoning
+from qstar.tasks import get_task
+
+KEY = "sk-test"
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    return ModelPolicy.from_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def server(policy):
+    app = create_app(policy, ServeConfig(api_key=KEY, name="tiny", default_max_completion_tokens=256))
+    with serve_in_thread(app) as url:
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server[0] + "/v1", api_key=KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return [p.question for p in get_task("decimals").generate(2, seed=5, split="test")] + \
+        [p.question for p in get_task("mult", digits=(2, 2)).generate(1, seed=5, split="test")]
+
+
+def direct_greedy(policy, question):
+    """What the greedy strategy gives on the policy itself, without the server."""
+    return get_strategy("greedy")(policy, get_scorer("none"), [make_problem(question)], 1)[0]
+
+
+def test_plain_chat_matches_direct_search(client, policy, questions):
+    answered = 0
+    for q in questions:
+        want = direct_greedy(policy, q)
+        r = client.chat.completions.create(model="tiny", reasoning_effort="low", messages=[
+            {"role": "system", "content": "You are terse."}, {"role": "user", "content": q}])
+        choice, usage = r.choices[0], r.usage
+        assert choice.message.content == (want.answer or "")
+        assert choice.message.reasoning == split_reasoning(want.chain)
+        assert choice.finish_reason == ("stop" if want.answer is not None else "length")
+        assert usage.completion_tokens == want.ledger.generated_tokens
+        assert usage.prompt_tokens == want.ledger.prompt_tokens > 0
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+        content = len("Answer: " + want.answer) + 1 if want.answer is not None else 0  # + <eos>
+        assert usage.completion_tokens_details.reasoning_tokens == usage.completion_tokens - content
+        answered += choice.message.content != ""
+    assert answered >= 1  # the trained model does finish chains with an answer line
+
+
+def test_high_effort_n2_and_token_cap(client, questions):
+    r = client.chat.completions.create(model="tiny", reasoning_effort="high", n=2, max_completion_tokens=200,
+                                       messages=[{"role": "user", "content": questions[0]}])
+    assert len(r.choices) == 2 and r.qstar["strategy"] == "weighted_best_of_n" and r.qstar["budget"] == 16
+    assert 0 < r.usage.completion_tokens <= 2 * 200
+    # a cap smaller than one chain: the search runs out, so no answer and finish_reason "length"
+    r = client.chat.completions.create(model="tiny", reasoning_effort="high", max_completion_tokens=10,
+                                       messages=[{"role": "user", "content": questions[1]}])
+    assert r.usage.completion_tokens <= 10 and r.choices[0].finish_reason == "length"
+    assert r.choices[0].message.content == ""
+
+
+def test_streaming_matches_plain(client, policy, questions):
+    q = questions[2]
+    want = direct_greedy(policy, q)
+    chunks = list(client.chat.completions.create(model="tiny", reasoning_effort="low", stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": q}]))
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join(getattr(d, "reasoning", None) or "" for d in deltas)
+    progress, _, thinking = reasoning.partition("tokens\n")
+    assert progress.startswith("[search] greedy@1: call 1, 1 samples, ")
+    assert thinking == split_reasoning(want.chain)
+    assert "".join(d.content or "" for d in deltas) == (want.answer or "")
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == ["stop" if want.answer is not None else "length"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == want.ledger.generated_tokens
+
+
+def test_auth(server):
+    url, _ = server
+    bad = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as e:
+        bad.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "1+1"}])
+    assert e.value.body["code"] == "invalid_api_key"
+    r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "1+1"})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error"
+    assert httpx.get(url + "/health").json()["model"] == "tiny"  # health needs no key
+    models = openai.OpenAI(base_url=url + "/v1", api_key=KEY).models.list()
+    assert [m.id for m in models.data] == ["tiny"]
+
+
+def test_concurrent_users_share_batches(client, server, questions):
+    stats = server[1].state.policy.stats
+    before = dict(stats)
+    out: list = [None] * 8
+
+    def ask(i):
+        out[i] = client.chat.completions.create(model="tiny", reasoning_effort="medium", max_completion_tokens=128,
+                                                messages=[{"role": "user", "content": questions[i % 3]}])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None and r.usage.completion_tokens <= 128 for r in out)
+    calls, batches = stats["calls"] - before["calls"], stats["batches"] - before["batches"]
+    assert calls == 8 and batches < calls  # majority@4 is one sample call per request; some were merged
+
+
+def test_chained_servers(server, policy, questions):
+    """Server A serves an OpenAIPolicy that samples from server B over /v1/completions."""
+    b_url, _ = server
+    upstream = OpenAIPolicy(b_url, "tiny", api_key=KEY, max_retries=0)
+    # the HTTP policy reproduces the local one: greedy step continuations, token counts and log-probabilities
+    prompts = [Prompt(questions[0]), Prompt(questions[1])]
+    local = policy.sample(prompts, temperature=0, max_tokens=64, stop_at_step=True)
+    remote = upstream.sample(prompts, temperature=0, max_tokens=64, stop_at_step=True)
+    for (lc,), (rc,) in zip(local, remote):
+        assert (rc.text, rc.finish, rc.n_tokens) == (lc.text, lc.finish, lc.n_tokens)
+        assert all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(rc.logprobs[:-1], lc.logprobs[:-1]))
+    front = create_app(upstream, ServeConfig(name="front", effort_high="beam:4:checker"))
+    with serve_in_thread(front) as a_url:
+        client = openai.OpenAI(base_url=a_url + "/v1", api_key="unused", max_retries=0)
+        want = direct_greedy(policy, questions[2])
+        r = client.chat.completions.create(model="front", reasoning_effort="low",
+                                           messages=[{"role": "user", "content": questions[2]}])
+        assert r.choices[0].message.content == (want.answer or "")
+        assert r.choices[0].message.reasoning == split_reasoning(want.chain)
+        r = client.chat.completions.create(model="front", reasoning_effort="high", max_completion_tokens=300,
+                                           messages=[{"role": "user", "content": questions[0]}])
+        assert r.qstar["strategy"] == "beam" and 0 < r.usage.completion_tokens <= 300
+    upstream.close()

@@ -1,0 +1,134 @@
+"""Unit tests of the serving logic with a scripted policy: effort specs, question -> Problem, the per-request token
+cap, usage accounting, and cross-request batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_serve_fakes import EchoPolicy
+
+from qstar.model.types import Prompt
+from qstar.serve.batching import BatchingPolicy
+from qstar.serve.engine import Effort, Reasoner, RequestPolicy, make_problem
+from qstar.tasks.base import Problem
+
+
+def test_effort_parse():
+    assert Effort.parse("majority:4") == Effort("majority", 4, "none")
+    assert Effort.parse("beam:16:checker") == Effort("beam", 16, "checker")
+    assert Effort.parse("greedy") == Effort("greedy", 1, "none")
+    for bad in ("", "a:b", "a:0", "a:1:b:c"):
+        with pytest.raises(ValueError, match="effort spec"):
+            Effort.parse(bad)
+
+
+def test_reasoner_rejects_oracle_and_unknown_names():
+    with pytest.raises(ValueError, match="oracle"):
+        Reasoner(EchoPolicy(), {"low": Effort("greedy", 1, "oracle")})
+    with pytest.raises(ValueError, match="unknown strategy"):
+        Reasoner(EchoPolicy(), {"low": Effort("nope", 1)})
+
+
+def test_make_problem_blanks_gold_and_survives_bad_parsers():
+    p = make_problem("  what is\n 2+2 ? ")
+    assert p == Problem("chat", "what is 2+2 ?", "", "chat:what is 2+2 ?")
+
+    def boom(q):
+        raise RuntimeError("parser bug")
+
+    def recognise(q):
+        return Problem("mult", q, "4", "mult:2*2", {"a": 2}) if "2*2" in q else None
+
+    got = make_problem("2*2", [boom, recognise])
+    assert (got.task, got.answer, got.key, got.data) == ("mult", "", "mult:2*2", {"a": 2})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text())
+def test_make_problem_never_raises(text):
+    p = make_problem(text)
+    assert p.task == "chat" and p.answer == "" and "\n" not in p.question
+
+
+def test_request_policy_caps_total_tokens():
+    echo = EchoPolicy()
+    rp = RequestPolicy(echo, cap=10)
+    out = rp.sample([Prompt("abc"), Prompt("de")], n=2)  # 4 rows share 10 tokens: 2 each
+    assert [[c.text for c in row] for row in out] == [["le", "le"], ["le", "le"]]
+    assert rp.used == 8 and echo.calls[-1][2]["max_tokens"] == 2
+    rp.sample([Prompt("abc")], max_tokens=100)  # 1 row gets the 2 left
+    assert rp.used == 10
+    out = rp.sample([Prompt("abc")], n=3)  # nothing left: no model call at all
+    assert len(echo.calls) == 2 and all(c.finish == "length" and c.n_tokens == 0 for c in out[0])
+
+
+def test_reasoner_usage_is_hand_computed():
+    r = Reasoner(EchoPolicy(), {"low": Effort("greedy", 1), "medium": Effort("majority", 4)})
+    results, usage = r.run("abc", effort="low", max_tokens=100)
+    assert results[0].answer == "3" and results[0].chain == "len 3\nAnswer: 3"
+    # 15 chain characters + <eos> generated; prompt "abc" + <bos> + "\n" = 5; content "Answer: 3" + <eos> = 10,
+    # so the reasoning is "len 3\n" = 6 tokens
+    assert usage == {"prompt_tokens": 5, "completion_tokens": 16, "total_tokens": 21,
+                     "completion_tokens_details": {"reasoning_tokens": 6}}
+    # majority@4 for n=2 choices under a 20-token cap each: 8 rows x 5 tokens, no chain reaches its answer
+    results, usage = r.run("abc", effort="medium", n=2, max_tokens=20)
+    assert [x.answer for x in results] == [None, None]
+    assert usage["completion_tokens"] == 40 and usage["completion_tokens_details"]["reasoning_tokens"] == 40
+
+
+def _concurrent(batcher, jobs):
+    """Run jobs [(question, kwargs)] in threads that all enter a session before any samples."""
+    barrier, out = threading.Barrier(len(jobs)), [None] * len(jobs)
+
+    def run(i, q, kw):
+        with batcher.session():
+            barrier.wait()
+            out[i] = batcher.sample([Prompt(q)], **kw)
+
+    threads = [threading.Thread(target=run, args=(i, q, kw)) for i, (q, kw) in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return out
+
+
+def test_batching_merges_concurrent_calls_and_routes_rows():
+    echo = EchoPolicy(delay=0.01)
+    b = BatchingPolicy(echo, max_batch=64, max_wait_ms=5000)
+    qs = ["a" * k for k in range(1, 9)]
+    out = _concurrent(b, [(q, {"n": 2}) for q in qs])
+    assert [[c.text for c in row[0]] for row in out] == [[EchoPolicy.chain(q)] * 2 for q in qs]
+    assert [c[:2] for c in echo.calls] == [(8, 2)]  # one policy call for all 8 users
+    assert b.stats == {"calls": 8, "batches": 1, "rows": 16}
+    # different sampling settings are never merged
+    echo.calls.clear()
+    _concurrent(b, [("x", {"max_tokens": 5}), ("y", {"max_tokens": 6}), ("z", {"max_tokens": 5})])
+    assert sorted(c[0] for c in echo.calls) == [1, 2]
+    b.close()
+
+
+def test_batching_lone_caller_does_not_wait_and_errors_propagate():
+    b = BatchingPolicy(EchoPolicy(), max_wait_ms=10_000)
+    t0 = time.monotonic()
+    with b.session():
+        assert b.sample([Prompt("ab")])[0][0].text == "len 2\nAnswer: 2"
+    assert time.monotonic() - t0 < 2
+
+    class Broken(EchoPolicy):
+        def sample(self, prompts, **kw):
+            raise ValueError("boom")
+
+    bad = BatchingPolicy(Broken(), max_wait_ms=1)
+    with pytest.raises(ValueError, match="boom"):
+        bad.sample([Prompt("q")])
+    with pytest.raises(ValueError, match="boom"):  # the dispatcher survived the first failure
+        bad.sample([Prompt("q")])
+    bad.close()
+    b.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        b.sample([Prompt("q")])
