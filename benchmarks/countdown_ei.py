@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import qstar  # noqa: F401  (thread env before torch)
-
 from qstar.config import parse_config
 from qstar.learn.expert_iteration import ExpertIterationConfig, train_expert_iteration
 from qstar.learn.sft import SFTConfig, chain_budget, greedy_accuracy, train_sft
@@ -72,10 +71,10 @@ def log(rec: dict, out: Path) -> None:
 def tinyzero_accuracy(ckpt: Path, n: int) -> float | None:
     """Greedy pass@1 on the first ``n`` TinyZero test problems (None when the loader or data is missing)."""
     try:
-        from qstar.tasks.benchmarks import load_benchmark
+        from qstar.tasks.benchmarks import load_countdown_tinyzero
 
-        problems = load_benchmark("countdown", limit=n)
-    except Exception as e:  # optional: the loader's API belongs to the tasks module
+        problems = load_countdown_tinyzero(limit=n)
+    except (ImportError, OSError, ValueError) as e:  # optional: the data file may be absent
         print(f"tinyzero: skipped ({type(e).__name__}: {e})", file=sys.stderr)
         return None
     from qstar.model.policy import ModelPolicy
@@ -109,7 +108,8 @@ def main(args: Args) -> None:
     # 2) rounds
     for r in summary["rounds"]:
         log({"what": "ei_round", "round": r.get("round"), "greedy_pass@1": r.get("eval/greedy_accuracy"),
-             "kept": r.get("kept"), "solved": r.get("search/solved"), "sample_accuracy": r.get("search/sample_accuracy"),
+             "kept": r.get("kept"), "solved": r.get("search/solved"),
+             "sample_accuracy": r.get("search/sample_accuracy"),
              "train_seconds": r.get("train/seconds")}, out)
     final = next((r["eval/greedy_accuracy"] for r in reversed(summary["rounds"]) if r.get("eval/greedy_accuracy")
                   is not None), base)

@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not init:
         from qstar.learn.sft import SFTConfig, train_sft
 
-        sft = train_sft(SFTConfig(task=b.task, out=str(out / "sft"), seconds=b.sft_seconds, eval_problems=b.eval_problems,
-                                  seed=b.seed, force=True))
+        sft = train_sft(SFTConfig(task=b.task, out=str(out / "sft"), seconds=b.sft_seconds,
+                                  eval_problems=b.eval_problems, seed=b.seed, force=True))
         init = str(out / "sft")
-        print(json.dumps({"bench": "grpo", "sft_seconds": sft["train_seconds"], "sft_accuracy": sft["greedy_accuracy"]}))
+        print(json.dumps({"bench": "grpo", "sft_seconds": sft["train_seconds"],
+                          "sft_accuracy": sft["greedy_accuracy"]}))
     cfg = GRPOConfig(init=init, task=b.task, out=str(out / "grpo"), seconds=b.seconds, eval_problems=b.eval_problems,
                      eval_every=b.eval_every, loss=b.loss, lr=b.lr, seed=b.seed, force=True)
     s = train_grpo(cfg)

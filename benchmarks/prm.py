@@ -25,10 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import qstar  # noqa: F401  (thread env before torch)
+
+# isort: split
 import torch
 
 from qstar.config import parse_config
-from qstar.learn.reward import _correct, fit_reward, label_chains, reward_items, sample_chains
+from qstar.learn.reward import fit_reward, label_chains, reward_items, sample_chains
+from qstar.learn.reward_eval import auc, is_correct, selection_accuracy
 from qstar.learn.sft import chain_budget
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.model import ModelConfig, Transformer
@@ -135,7 +138,7 @@ def main(args: Args) -> None:
     else:
         chains = sample_chains(policy, test, n=args.n, temperature=args.temperature, max_tokens=max_tokens)
         test_rows = [{"problem": p.to_json(), "chains": cs, "answers": [task.extract_answer(c) for c in cs],
-                      "correct": [_correct(p, c) for c in cs]} for p, cs in zip(test, chains)]
+                      "correct": [is_correct(p, c) for c in cs]} for p, cs in zip(test, chains)]
         for r in test_rows:
             append_jsonl(out / "test.jsonl.tmp", r)
         (out / "test.jsonl.tmp").replace(out / "test.jsonl")
@@ -160,8 +163,6 @@ def main(args: Args) -> None:
         scores[name] = [flat[i * args.n : (i + 1) * args.n] for i in range(len(test_rows))]
         atomic_write_json(path, {"scores": scores[name], "fit": stats, **opts})
         flat_y = [y for r in test_rows for y in r["correct"]]
-        from qstar.learn.reward import auc
-
         log({"what": "fit", "variant": name, "auc": auc(flat, flat_y), "params": rm.num_params(),
              **{k: v for k, v in stats.items()}, **opts}, out)
 
@@ -170,8 +171,6 @@ def main(args: Args) -> None:
 
 
 def curves(args: Args, out: Path, rows: list[dict], scores: dict) -> None:
-    from qstar.learn.reward import selection_accuracy
-
     N = args.n
     ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= N]
     methods = ["majority", "pass@1", "oracle_pass@n"] + [f"{v}:{m}" for v in scores for m in ("best", "weighted")]

@@ -11,17 +11,15 @@ fp32 matmul peak measured in the same run. Targets at batch 256: speedup >= 3, r
 
 from __future__ import annotations
 
-import qstar  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-
-import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
-import torch
-
+import qstar  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads; torch comes in through qstar.model)
+from qstar.config import parse_config
 from qstar.model.checkpoint import load_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads, matmul_peak_flops
@@ -32,6 +30,8 @@ from qstar.tasks.format import render_prompt
 
 @dataclass
 class Args:
+    """Sampler throughput: qstar vs transformers generate() on the same weights."""
+
     preset: str = "small"
     """Model size when no checkpoint is given (random weights: speed does not depend on them)."""
     checkpoint: str = ""
@@ -65,6 +65,7 @@ def _best(fn, repeats: int) -> float:
 
 
 def main(args: Args) -> None:
+    import torch
     from transformers import AutoModelForCausalLM
 
     configure_threads(args.threads or None)
@@ -106,12 +107,5 @@ def main(args: Args) -> None:
         }), flush=True)
 
 
-def _parse() -> Args:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in vars(Args()).items():
-        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
-    return Args(**vars(p.parse_args()))
-
-
 if __name__ == "__main__":
-    main(_parse())
+    main(parse_config(Args, sys.argv[1:], prog="benchmarks/sampler.py"))

@@ -55,14 +55,12 @@ def tiny_checkpoint(task: str, seconds: float, seed: int) -> str:
     from qstar.learn.sft import SFTConfig, train_sft
 
     out = tempfile.mkdtemp(prefix="qstar-bench-search-")
-    train_sft(SFTConfig(task=task, out=out, preset="tiny", seconds=seconds, seed=seed))
+    train_sft(SFTConfig(task=task, out=out, preset="tiny", seconds=seconds, seed=seed, eval_problems=50))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(BenchConfig, argv, prog="benchmarks/search.py")
-    import torch
-
     from qstar.scorers import get_scorer
     from qstar.search import STRATEGIES, get_strategy
     from qstar.search.cli import load_policy, summarize, verify
@@ -77,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     problems = get_task(cfg.task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     for name in names:
         for budget in cfg.budgets:
-            torch.manual_seed(cfg.seed)
             opts = {"max_tokens": cfg.max_tokens}
             if name not in ("greedy", "sequential"):
                 opts["temperature"] = cfg.temperature

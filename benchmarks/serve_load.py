@@ -73,7 +73,7 @@ async def level(url: str, concurrency: int, qs: list[str], args) -> dict:
 
     async def client(c: httpx.AsyncClient) -> None:
         nonlocal sent
-        while sent < args.requests_per_client * concurrency and time.perf_counter() < deadline:
+        while sent < max(args.min_requests, args.requests_per_client * concurrency) and time.perf_counter() < deadline:
             i, sent = sent, sent + 1
             bad = i % 10 == 9  # ~10% malformed
             body = MALFORMED[i % len(MALFORMED)] if bad else json.dumps({
@@ -109,13 +109,15 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=48, help="max_completion_tokens per request")
     ap.add_argument("--seconds", type=float, default=20.0, help="time limit per concurrency level")
     ap.add_argument("--requests-per-client", type=int, default=8, help="request limit per client per level")
+    ap.add_argument("--max-wait-ms", type=float, default=5.0, help="server's batching window (qstar serve flag)")
+    ap.add_argument("--min-requests", type=int, default=40, help="request limit per level at least this")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint or str(tiny_checkpoint(Path(tmp)))
         port = free_port()
         cmd = [sys.executable, "-m", "qstar.cli", "serve", "--checkpoint", ckpt, "--host", "127.0.0.1",
-               "--port", str(port), "--name", "bench", "--max-question-chars", "400"]
+               "--port", str(port), "--name", "bench", "--max-wait-ms", str(args.max_wait_ms)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -139,7 +141,8 @@ def main() -> None:
             lo, hi = min(args.levels), max(args.levels)
             gain = results[hi]["rps"] / results[lo]["rps"] if results[lo]["rps"] else None
             print(json.dumps({"batching_gain": round(gain, 2) if gain else None, "levels": [lo, hi],
-                              "effort": args.effort, "max_tokens": args.max_tokens, "batcher": stats}), flush=True)
+                              "effort": args.effort, "max_tokens": args.max_tokens, "max_wait_ms": args.max_wait_ms,
+                              "batcher": stats}), flush=True)
         finally:
             server.terminate()
             try:

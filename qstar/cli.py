@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                 gp = sub.add_parser(group[0], help=f"{group[0]} subcommands")
                 groups[group[0]] = gp.add_subparsers(dest="subcommand", metavar="STAGE")
             target = groups[group[0]]
-        p = target.add_parser(name, help=spec.split(":")[0])
+        # add_help=False: the second pass (the dataclass flags) owns --help for the command.
+        p = target.add_parser(name, help=spec.split(":")[0], add_help=False)
         p.set_defaults(_spec=spec)
     return parser
 

@@ -19,7 +19,7 @@ def hf(tiny_checkpoint):
 
 
 def test_hf_matches_model_policy_greedy(hf, tiny_checkpoint):
-    assert isinstance(hf, Policy) and hf.name == "checkpoint" and 1e5 < hf.params < 1e6
+    assert isinstance(hf, Policy) and hf.name == tiny_checkpoint.name and 1e5 < hf.params < 1e6
     assert not hf.use_chat_template  # a qstar tokenizer has no chat template: qstar prompt format
     mine = ModelPolicy.from_checkpoint(tiny_checkpoint)
     problems = get_task("decimals").generate(2, seed=3, split="test") + get_task("letters").generate(1, seed=3)
@@ -30,10 +30,11 @@ def test_hf_matches_model_policy_greedy(hf, tiny_checkpoint):
         for (x,), (y,) in zip(a, b):
             assert (x.text, x.finish, x.n_tokens) == (y.text, y.finish, y.n_tokens)
             assert len(x.logprobs) == x.n_tokens
-            assert all(math.isclose(u, v, abs_tol=1e-3) for u, v in zip(x.logprobs, y.logprobs))
+            assert all(math.isclose(u, v, abs_tol=1e-4) for u, v in zip(x.logprobs, y.logprobs))
             if stop and x.finish == "step":
                 assert x.text.endswith("\n") and x.text.count("\n") == 1
-    assert any(row[0].finish == "eos" and "Answer: " in row[0].text for row in a)
+        if not stop:  # the trained model finishes chains with an answer line
+            assert any(row[0].finish == "eos" and "Answer: " in row[0].text for row in a)
 
 
 def test_hf_sampling_shapes_and_limits(hf):
@@ -48,3 +49,16 @@ def test_hf_sampling_shapes_and_limits(hf):
         hf.sample([Prompt("q")], top_p=0)
     with pytest.raises(ValueError, match="not a Hugging Face model directory"):
         HFPolicy.from_pretrained("/nonexistent/dir")
+
+
+def test_hf_chat_template_rendering(hf, tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    tok.chat_template = ("{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+                         "{% if add_generation_prompt %}=>{% endif %}")
+    chat = HFPolicy(hf.model, tok, name="chat")
+    assert chat.use_chat_template and chat.render(Prompt("1+1", "a\n")) == "[1+1]=>a\n"
+    assert not HFPolicy(hf.model, tok, use_chat_template=False).use_chat_template
+    (c,), = chat.sample([Prompt("1+1")], temperature=0, max_tokens=8)
+    assert c.prompt_tokens == len("[1+1]=>") and c.n_tokens <= 8  # template text only: no <bos> added on top

@@ -67,6 +67,10 @@ def test_math500_wrong_answers_rejected(math500):
 @given(st.text(alphabet="\\{}()[]^_+-*/=0123456789xpifrac sqrt$,.", max_size=40))
 def test_math_grader_never_raises(text):
     assert math_equal("\\frac{1}{2}", text) in (True, False)
+    gsm = T.Problem("gsm8k", "q", "18", "k", {})
+    assert T.verify(gsm, text) in (True, False)
+    got = T.extract_answer(gsm, text)
+    assert got is None or isinstance(got, str)
 
 
 def test_countdown_tinyzero_rows_are_solved_and_checked():
@@ -74,8 +78,11 @@ def test_countdown_tinyzero_rows_are_solved_and_checked():
     assert len(test) == 2001 and test[0].data["nums"] == [96, 7, 37, 74] and test[0].data["target"] == 55
     assert "create an equation that equals 55" in test[0].data["prompt"]
     assert sum(len(p.data["nums"]) == 3 for p in test) == 1001
+    cd = T.get_task("countdown")
     for p in test:  # every row is solvable; the solver's expression passes the checker (verify == check)
         assert p.task == "countdown" and T.check(p, p.answer) and T.verify(p, p.answer), p.data
+        steps = cd.steps(p)  # and its reference chain is integral, with every step valid
+        assert steps and all(cd.check_step(p, steps[:i], x) for i, x in enumerate(steps))
     train = load_countdown_tinyzero(DATA / "countdown/tinyzero_train_first2000.jsonl", limit=300, solve_gold=False)
     assert len(train) == 300 and all(p.answer == "" for p in train)
     assert not {p.key for p in train} & {p.key for p in test}

@@ -12,8 +12,8 @@ from qstar.learn.losses import LOSSES
 from qstar.model.checkpoint import load_checkpoint
 from qstar.runio import read_jsonl
 
-# decimals: the tiny checkpoint is right about half the time, so groups have reward variance from the start.
-TOY = dict(task="decimals", problems_per_batch=8, group_size=6, max_completion_tokens=48, eval_problems=0, seconds=0)
+# letters: the tiny checkpoint's samples are right about half the time, so groups have reward variance from the start.
+TOY = dict(task="letters", problems_per_batch=8, group_size=6, max_completion_tokens=48, eval_problems=0, seconds=0)
 
 
 def weights(path):
@@ -25,7 +25,7 @@ def same(a, b):
 
 
 def test_updates_change_parameters_and_raise_reward(tiny_checkpoint, tmp_path):
-    cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=12, lr=3e-3, **TOY)
+    cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=12, lr=5e-4, **TOY)
     summary = train_grpo(cfg)
     assert summary["updates"] == 12 and summary["skipped_updates"] == 0
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -37,7 +37,7 @@ def test_updates_change_parameters_and_raise_reward(tiny_checkpoint, tmp_path):
     assert sum(last) > sum(first)
     assert not same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
     _, _, meta = load_checkpoint(tmp_path / "run" / "checkpoint")
-    assert meta["stage"] == "grpo" and meta["config"]["task"] == "decimals" and meta["metrics"]["updates"] == 12
+    assert meta["stage"] == "grpo" and meta["config"]["task"] == "letters" and meta["metrics"]["updates"] == 12
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [row[0] for row in saved["reward_curve"]] == list(range(1, 13))
     assert not (tmp_path / "run" / "resume").exists()
@@ -110,7 +110,7 @@ def test_bad_input(tiny_checkpoint, tmp_path):
     (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     with pytest.raises(ValueError, match="gpt2.*not supported"):
         train_grpo(GRPOConfig(**{**ok, "init": str(other)}))
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="--init: .*no checkpoint here"):
         train_grpo(GRPOConfig(**{**ok, "init": str(tmp_path / "nowhere")}))
     for bad, match in [({"problems_per_batch": 0}, "nothing to train on"), ({"group_size": 1}, "group-size"),
                        ({"task": "chess"}, "unknown task"), ({"rewards": "speed=1"}, "unknown reward"),
@@ -120,3 +120,13 @@ def test_bad_input(tiny_checkpoint, tmp_path):
     train_grpo(GRPOConfig(**ok))
     with pytest.raises(ValueError, match="already holds a finished run"):
         train_grpo(GRPOConfig(**ok))
+
+
+def test_micro_batches_give_the_same_update(tiny_checkpoint, tmp_path):
+    runs = {}
+    for mb in (5, 64):
+        cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / str(mb)), max_updates=1, micro_batch=mb, **TOY)
+        runs[mb] = (train_grpo(cfg), weights(tmp_path / str(mb) / "checkpoint"))
+    (s5, w5), (s64, w64) = runs[5], runs[64]
+    assert all(torch.allclose(w5[k], w64[k], atol=1e-6) for k in w5)
+    assert not same(w5, weights(tiny_checkpoint))

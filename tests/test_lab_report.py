@@ -74,6 +74,8 @@ def test_efficiency_interpolates_in_log_tokens():
     curves["beam"] = pts("beam", [5, 10], [0.1, 0.2])  # never reaches 0.5
     assert analysis.efficiency(curves)["factor"] is None
     assert analysis.efficiency({"beam": curves["beam"]})["note"] == "no best_of_n curve was measured"
+    zero = {"best_of_n": pts("best_of_n", [10, 20], [0.0, 0.0]), "beam": pts("beam", [5], [0.0])}
+    assert analysis.efficiency(zero)["factor"] is None  # matching 0% accuracy is not an efficiency
 
 
 def test_interpolate_never_extrapolates():

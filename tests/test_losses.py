@@ -107,3 +107,20 @@ def test_registries_and_shape_errors():
     with pytest.raises(ValueError, match="shape mismatch"):
         LOSSES["grpo"](torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3), cfg=LossConfig())
     assert doctest.testmod(losses).failed == 0
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_micro_batch_parts_sum_to_the_whole(name):
+    # Row 1 alone and row 0 alone, each with the whole batch's normalisers, add up to the full loss and gradient.
+    cfg = LossConfig(clip_eps=0.2, max_len=4)
+    logp, old = batch()
+    whole, _ = LOSSES[name](logp, old, ADV, MASK, cfg=cfg)
+    whole.backward()
+    parts_logp = BASE.clone().requires_grad_(True)
+    total = 0.0
+    for rows in ([0], [1]):
+        part, _ = LOSSES[name](parts_logp[rows], old[rows], ADV[rows], MASK[rows], cfg=cfg, n_rows=2, n_tokens=5.0)
+        part.backward()
+        total += part.item()
+    assert total == pytest.approx(whole.item(), abs=1e-6)
+    assert torch.allclose(parts_logp.grad, logp.grad, atol=1e-7)

@@ -25,7 +25,8 @@ def test_correctness_across_tasks():
 
 def test_length_penalty_default_buffer_and_combine_weights():
     # max_len 100 -> buffer 25: free up to 75 characters, -1 at 100 and beyond
-    assert length_penalty([None] * 4, ["x" * 75, "x" * 80, "x" * 100, "x" * 500], max_len=100) == [0.0, -0.2, -1.0, -1.0]
+    texts = ["x" * 75, "x" * 80, "x" * 100, "x" * 500]
+    assert length_penalty([None] * 4, texts, max_len=100) == [0.0, -0.2, -1.0, -1.0]
     p = get_task("mult").generate(1, seed=0)[0]
     texts = ["Answer: " + p.answer, "Answer: 1", "no answer"]
     total, parts = combine([p] * 3, texts, parse_weights("correctness=1,format=0.25"), max_len=256)

@@ -95,6 +95,14 @@ def test_beam_keeps_top_k_by_aggregated_step_score(aggregation, kept, answer):
     assert len(scorer.seen_prefixes) == len(set(scorer.seen_prefixes))  # nothing scored twice
 
 
+def test_beam_breaks_aggregate_ties_by_the_last_step():
+    # every first step scores 0, so min aggregation ties all paths at 0; the answer that checks out must win
+    table = {"": [("x\n", 0), ("y\n", 0)], "x\n": [("Answer: 1", 0)], "y\n": [("Answer: 2", 0)]}
+    scorer = StepScorer({"x": 0.0, "y": 0.0, "Answer: 2": 1.0, "Answer: 1": 0.0})
+    _, _, [r] = run("beam", table, budget=4, width=2, scorer=scorer)
+    assert (r.answer, r.score) == ("2", 0.0)
+
+
 def test_dvts_grows_independent_greedy_subtrees():
     policy, _, [r] = run("dvts", BEAM, budget=4, scorer=StepScorer(BEAM_SCORES), width=2, select="best")
     # 2 subtrees: draws 0,1 -> A,B keeps A; draws 2,3 -> C,D keeps D; then A->A2 (min .9 > .1), D->D1 (tie .7, older)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import itertools
 import math
 
@@ -53,3 +55,9 @@ def test_bootstrap_ci():
     with pytest.raises(ValueError, match="alpha"):
         bootstrap_ci([1.0], alpha=1.5)
     assert not math.isnan(bootstrap_ci([0.2, 0.4], n_boot=1)[0])
+
+
+@pytest.mark.parametrize("module", ["estimators", "sampling", "sequential", "compute_optimal"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(f"qstar.search.{module}"))
+    assert result.attempted > 0 and result.failed == 0

@@ -31,6 +31,7 @@ class Counting:
 @pytest.fixture(scope="module")
 def policy(tiny_checkpoint):
     import torch
+
     from qstar.model.policy import ModelPolicy
 
     torch.manual_seed(0)

@@ -139,3 +139,31 @@ def test_oracle_selection_is_flagged_in_every_result(name):
     assert rs[0].info["oracle"] is True and rs[0].info["scorer"] == "oracle"
     rs = get_strategy(name)(ScriptedPolicy(table_script(RICH)), get_scorer("none"), [prob("q1")], 2)
     assert rs[0].info["oracle"] is False
+
+
+class SmallContext(ScriptedPolicy):
+    """Refuses (ValueError) any batch holding a prompt longer than ``limit`` characters, like a full context."""
+
+    def __init__(self, script, limit):
+        super().__init__(script)
+        self.limit = limit
+
+    def sample(self, prompts, **kw):
+        if any(len(q) + len(partial) > self.limit for q, partial in prompts):
+            raise ValueError("prompt leaves no room within the context")
+        return super().sample(prompts, **kw)
+
+
+@pytest.mark.parametrize("name", ["sequential", "beam", "mcts"])
+def test_a_full_context_ends_only_the_chains_that_grew_too_long(name):
+    # sequential: a, Answer: 1, Wait, a, Answer: 1, ...; trees: a, a, a, ... (never answers)
+    seq = {**{"a\n" + "Wait\na\n" * k: [("Answer: 1", 0)] for k in range(20)},
+           **{"a\n" + "Wait\na\n" * k + "Wait\n": [("a\n", 0)] for k in range(20)}}
+    loop = {"": [("a\n", 0)], **(seq if name == "sequential" else {"a\n" * k: [("a\n", 0)] for k in range(1, 40)})}
+    policy = SmallContext(table_script(loop), limit=24)
+    rs = get_strategy(name)(policy, StepScorer({}), [prob("q1"), prob("q1longer_question")], 16, max_tokens=64)
+    assert "refused" in rs[0].info and "no room" in rs[0].info["refused"]
+    if name == "sequential":
+        assert rs[0].answer == "1" and rs[0].info["forced"] >= 2
+    with pytest.raises(ValueError, match="no room"):  # a root prompt the policy refuses is a real error
+        get_strategy(name)(SmallContext(table_script(loop), limit=1), StepScorer({}), [prob("q1")], 2)

@@ -128,3 +128,11 @@ def test_limits_and_routes(client):
             {"role": "assistant", "content": "ok"}, {"role": "user", "content": [{"type": "text", "text": "abcd"}]}]
     r = client.post("/v1/chat/completions", json={"model": "echo", "messages": msgs, "reasoning_effort": "low"})
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "4"
+
+
+def test_slow_search_times_out_with_504():
+    cfg = ServeConfig(request_timeout_s=0.05, effort_low="beam:2")  # beam calls the policy once per step
+    with serve_in_thread(create_app(EchoPolicy(delay=0.1), cfg)) as url:
+        r = httpx.post(url + "/v1/chat/completions", json={"model": "echo", "reasoning_effort": "low",
+                                                           "messages": [{"role": "user", "content": "abc"}]})
+    assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"

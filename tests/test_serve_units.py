@@ -13,7 +13,7 @@ from test_serve_fakes import EchoPolicy
 
 from qstar.model.types import Prompt
 from qstar.serve.batching import BatchingPolicy
-from qstar.serve.engine import Effort, Reasoner, RequestPolicy, make_problem
+from qstar.serve.engine import Cancelled, Effort, Reasoner, RequestPolicy, SearchTimeout, make_problem
 from qstar.tasks.base import Problem
 
 
@@ -64,6 +64,17 @@ def test_request_policy_caps_total_tokens():
     assert rp.used == 10
     out = rp.sample([Prompt("abc")], n=3)  # nothing left: no model call at all
     assert len(echo.calls) == 2 and all(c.finish == "length" and c.n_tokens == 0 for c in out[0])
+
+
+def test_request_policy_stops_on_cancel_and_deadline():
+    stop = threading.Event()
+    rp = RequestPolicy(EchoPolicy(), cap=100, cancelled=stop, deadline=time.monotonic() + 60)
+    rp.sample([Prompt("a")])
+    stop.set()
+    with pytest.raises(Cancelled):
+        rp.sample([Prompt("a")])
+    with pytest.raises(SearchTimeout):
+        RequestPolicy(EchoPolicy(), cap=100, deadline=time.monotonic() - 1).sample([Prompt("a")])
 
 
 def test_reasoner_usage_is_hand_computed():

@@ -30,8 +30,9 @@ class _SuppressUnused:
         self.n_vocab = n_vocab
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        scores[:, self.n_vocab:] = float("-inf")
-        return scores
+        out = scores.clone()  # not in place: generate keeps the raw logits, which give the reported log-probs
+        out[:, self.n_vocab:] = float("-inf")
+        return out
 
 
 class HFPolicy:

@@ -136,6 +136,9 @@ def efficiency(curves: dict[str, list[dict]], *, baseline: str = BASELINE) -> di
     target = max(p["accuracy"] for p in bpts)
     btok = next(p["tokens_per_problem"] for p in bpts if p["accuracy"] == target)
     out.update(target_accuracy=target, baseline_tokens=btok)
+    if target <= 0:
+        out["note"] = f"{baseline} never solved a problem, so there is no accuracy to match"
+        return out
     best = None
     for label, pts in curves.items():
         if label == base[0] or pts[0]["oracle"]:

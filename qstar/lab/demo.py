@@ -79,6 +79,8 @@ class DemoConfig:
     """Sampling seeds of the sweep; results are pooled per problem."""
     sweep_problems: int = 40
     """Held-out problems per sweep cell (chart 2)."""
+    sweep_max_tokens: int = 0
+    """Cap on tokens per chain in the sweep; 0 derives it from the task's reference chains."""
     scorer: str = "prm"
     """Scorer for scored strategies (prm and orm are trained by the prm stage; checker/none need no training)."""
     trees: int = 2
@@ -87,10 +89,10 @@ class DemoConfig:
 
 #: --quick values (applied to fields left at their defaults)
 QUICK: dict[str, object] = {
-    "preset": "tiny", "eval_problems": 24, "sft_seconds": 8.0, "sft_evals": 2, "sft_batch_size": 32,
+    "preset": "tiny", "eval_problems": 16, "sft_seconds": 6.0, "sft_evals": 2, "sft_batch_size": 32,
     "prm_seconds": 3.0, "prm_problems": 8, "prm_samples": 2, "prm_mc_samples": 2, "prm_eval_problems": 8,
-    "rl_seconds": 4.0, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4,
-    "budgets": [1, 2, 4], "sweep_problems": 6, "trees": 1,
+    "rl_seconds": 3.0, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4,
+    "budgets": [1, 2, 4], "sweep_problems": 4, "sweep_max_tokens": 64, "trees": 1,
 }
 NOT_CONFIG = ("out", "quick", "force")  # fields that do not change the results
 

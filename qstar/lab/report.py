@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +111,21 @@ def _efficiency(eff: dict) -> str:
             f"{eff['baseline_tokens']:.0f} tokens; {html.escape(eff['note'])}).</p>")
 
 
+def _fmt(v) -> str:
+    """Run-info values for people: 3 significant digits, thousands separators, dicts as 'key value' pairs."""
+    if isinstance(v, dict):
+        return " &middot; ".join(f"{html.escape(str(k))} {_fmt(x)}" for k, x in v.items()) or "&ndash;"
+    if isinstance(v, bool) or v is None:
+        return html.escape(str(v))
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.3g}"
+    return html.escape(v if isinstance(v, str) else json.dumps(v))
+
+
 def _page(res: dict, png_train: bytes, png_test: bytes, trees: list[dict], *, title: str, run_info: dict) -> str:
-    info = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(json.dumps(v) if not isinstance(v, str) else v)}"
-                   f"</li>" for k, v in run_info.items())
+    info = "".join(f"<li><b>{html.escape(str(k))}</b>: {_fmt(v)}</li>" for k, v in run_info.items())
     verdicts = "".join(f"<li>{html.escape(v)}</li>" for v in res["verdicts"])
     oracle = any(p["oracle"] for pts in res["test_curves"].values() for p in pts)
     return f"""<!DOCTYPE html>

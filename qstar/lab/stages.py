@@ -149,7 +149,8 @@ def stage_sweep(ctx: Ctx) -> dict:
     sc = SweepConfig(out=str(ctx.dir("sweep") / "metrics.jsonl"), checkpoints=[ctx.checkpoint("rl")],
                      strategies=list(c.strategies), budgets=list(c.budgets), seeds=list(c.seeds), task=c.task,
                      problems=c.sweep_problems, problem_seed=c.seed, scorer=c.scorer,
-                     scorer_checkpoint=ctx.checkpoint("prm") if c.scorer in ("prm", "orm") else "", trees=c.trees)
+                     scorer_checkpoint=ctx.checkpoint("prm") if c.scorer in ("prm", "orm") else "", trees=c.trees,
+                     max_tokens=c.sweep_max_tokens)
     res = run_sweep(sc, on_cell=lambda i, n: ctx.progress.update("sweep", fraction=i / n, note=f"cell {i}/{n}"))
     return {"metrics": sc.out, "cells": res["cells"]}
 

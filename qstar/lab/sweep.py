@@ -8,6 +8,7 @@ found by key and skipped; a torn last line and trees of an unfinished cell are d
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
 import time
@@ -170,12 +171,17 @@ class ModelCellRunner:
         from qstar.tasks import get_task
 
         problems, policy, scorer = self.problems(cfg), self.policy(cell["checkpoint"]), self.scorer(cfg)
-        max_tokens = cfg.max_tokens or chain_budget(get_task(cfg.task), problems)
+        limits = search_limits(get_task(cfg.task), problems, max_tokens=cfg.max_tokens or chain_budget(
+            get_task(cfg.task), problems))
+        fn = get_strategy(cell["strategy"])
+        params = inspect.signature(fn).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            limits = {k: v for k, v in limits.items() if k in params}
         # the seed drives every sampler draw of this cell, so a re-run cell reproduces its numbers
         torch.manual_seed(cell["seed"])
         random.seed(cell["seed"])
         t0 = time.perf_counter()
-        results = get_strategy(cell["strategy"])(policy, scorer, problems, cell["budget"], max_tokens=max_tokens)
+        results = fn(policy, scorer, problems, cell["budget"], **limits)
         seconds = time.perf_counter() - t0
         outcomes = [int(bool(get_task(p.task).verify(p, r.answer))) for p, r in zip(problems, results)]
         test = {"scorer": scorer.name, "oracle": bool(scorer.oracle), "params": int(getattr(policy, "params", 0)),
@@ -190,6 +196,16 @@ class ModelCellRunner:
                                   "question": p.question, "answer": r.answer, "gold": p.answer, "correct": bool(ok),
                                   "tree": r.tree})
         return test, trees
+
+
+def search_limits(task, problems, *, max_tokens: int) -> dict:
+    """Length caps for every strategy, derived from the task's reference chains like ``chain_budget``: a chain
+    never needs 1.5x more steps, or a step 1.5x more tokens, than the longest reference. Without them, step-level
+    searches on a weak model run to the search's generic caps on every branch."""
+    refs = [task.steps(p) for p in problems] or [[]]
+    longest_line = max((len(line) for steps in refs for line in steps), default=16)
+    return {"max_tokens": max_tokens, "max_steps": int(1.5 * (max(map(len, refs)) + 1)) + 2,
+            "max_step_tokens": min(max_tokens, int(1.5 * longest_line) + 8)}
 
 
 def pick_examples(rows: list[tuple], k: int) -> list[tuple]:

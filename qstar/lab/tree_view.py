@@ -102,7 +102,7 @@ def tree_section(trees: list[dict]) -> str:
         shown = count_nodes(root)
         verdict = {True: "correct", False: "wrong"}.get(rec.get("correct"), "unchecked")
         caption = (f"<b>{html.escape(str(rec.get('strategy')))}</b> on <i>{html.escape(str(rec.get('question')))}</i>"
-                   f" &rarr; answer {html.escape(str(rec.get('answer')))} ({verdict}"
+                   f" &rarr; answer {html.escape(str(rec.get('answer') or 'none'))} ({verdict}"
                    + (f", gold {html.escape(str(rec.get('gold')))}" if rec.get("gold") is not None else "") + ")"
                    + (f" &middot; showing {shown} of {total} nodes" if shown < total else f" &middot; {total} nodes"))
         items.append(f"<div class='tree'><p>{caption}</p><div class='treebox' id='tree{i}'></div>"

@@ -15,7 +15,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-import qstar  # noqa: F401  (thread env before torch)
 import torch
 
 from qstar.learn.expert_iteration import VERIFIERS, collect_verified

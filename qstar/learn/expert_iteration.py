@@ -21,11 +21,10 @@ import json
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
-import qstar  # noqa: F401  (thread env before torch)
 import torch
 
 from qstar.learn.retry import mixed, retry_examples

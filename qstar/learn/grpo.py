@@ -27,7 +27,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import qstar  # noqa: F401  (thread env before torch)
 import torch
 import torch.nn.functional as F
 
@@ -85,6 +84,8 @@ class GRPOConfig:
     """Longest sampled chain in tokens; 0: 1.5x the longest reference chain of the eval problems."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
+    micro_batch: int = 64
+    """Sequences per forward/backward chunk (gradients accumulate; the update is the same, memory is bounded)."""
     bf16: bool = False
     """bf16 autocast for the training forward pass (sampling stays fp32)."""
     eval_problems: int = 500
@@ -175,9 +176,12 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                   f"{m['rl/reward_mean']:.3f}); no learning signal, update skipped. Is the --init checkpoint trained "
                   f"for task {cfg.task!r}, and does the verifier accept any answer?", file=sys.stderr)
         else:
-            # 5) policy-gradient update(s) on the kept rows
-            m.update(_update(model, opt, ref, [prompts[i // G] for i in rows], [flat[i] for i in rows],
-                             adv[rows], loss_fn, loss_cfg, cfg))
+            # 5) policy-gradient update(s). Rows with advantage 0 (and no KL term) add exactly zero to the loss and
+            # its gradient, so only the others are run, with the kept batch's normalisers: the same update, cheaper.
+            work = [i for i in rows if cfg.beta > 0 or adv[i] != 0]
+            norms = {"n_rows": len(rows), "n_tokens": sum(len(flat[i].tokens) for i in rows)}
+            m.update(_update(model, opt, ref, [prompts[i // G] for i in work], [flat[i] for i in work], adv[work],
+                             loss_fn, loss_cfg, cfg, norms))
             if m.pop("nonfinite"):
                 state["skipped"] += 1
                 print(f"warning: update {step + 1}: non-finite loss or gradient; update skipped", file=sys.stderr)
@@ -221,41 +225,60 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 # --------------------------------------------------------------------------------------------------- the update
 
 
-def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig) -> dict:
-    """``cfg.epochs`` gradient steps on one batch of (prompt, sample, advantage); returns metrics.
+def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig, norms: dict):
+    """``cfg.epochs`` gradient steps on (prompt, sample, advantage) rows; returns metrics.
 
+    Rows are sorted by length and cut into micro-batches of ``cfg.micro_batch`` (less padding, bounded memory); each
+    micro-batch's loss uses the whole batch's normalisers ``norms`` so their gradients add up to the batch gradient.
     The first epoch's log-probabilities (taken before any step, so from the sampling policy) are ``old_logp``.
     """
-    ids, mask = _pack(prompts, samples)
-    ref_logp = _token_logp(ref, ids, bf16=cfg.bf16)[0].detach() if ref is not None else None
+    order = sorted(range(len(samples)), key=lambda i: len(prompts[i]) + len(samples[i].tokens))
+    chunks = []
+    for c in range(0, len(order), cfg.micro_batch):
+        idx = order[c : c + cfg.micro_batch]
+        ids, mask = _pack([prompts[i] for i in idx], [samples[i] for i in idx])
+        ref_logp = _token_logp(ref, ids, bf16=cfg.bf16)[0] if ref is not None else None
+        chunks.append({"ids": ids, "mask": mask, "adv": adv[idx], "ref": ref_logp, "old": None,
+                       "sampler": _sampler_logp([prompts[i] for i in idx], [samples[i] for i in idx], mask)})
+    n_tok = sum(float(ch["mask"].sum()) for ch in chunks)
     model.train()
-    old_logp, stats, nonfinite = None, {}, False
+    stats: dict = {"rl/entropy": 0.0, "rl/logp_gap": 0.0}
     for _ in range(cfg.epochs):
-        logp, entropy = _token_logp(model, ids, bf16=cfg.bf16)
-        if old_logp is None:
-            old_logp = logp.detach()
-            stats["rl/entropy"] = float((entropy * mask).sum() / mask.sum())
-            sampler_lp = torch.zeros_like(mask)
-            for b, s in enumerate(samples):
-                sampler_lp[b, _start(prompts[b]) : _start(prompts[b]) + len(s.logprobs)] = torch.tensor(s.logprobs)
-            # Sampler (KV cache) and training forward should agree; a gap means numerics drift (e.g. bf16).
-            stats["rl/logp_gap"] = float(((old_logp - sampler_lp).abs() * mask).sum() / mask.sum())
-        loss, s = loss_fn(logp, old_logp, adv, mask, cfg=loss_cfg, ref_logp=ref_logp)
         opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            nonfinite = True
-            break
-        loss.backward()
+        total, sums = 0.0, {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 0.0}
+        for ch in chunks:
+            logp, entropy = _token_logp(model, ch["ids"], bf16=cfg.bf16)
+            mask, w = ch["mask"], float(ch["mask"].sum()) / n_tok  # this chunk's share of the tokens
+            if ch["old"] is None:
+                ch["old"] = logp.detach()
+                stats["rl/entropy"] += float((entropy * mask).sum()) / n_tok
+                # The sampler (KV cache) and this forward should agree; a gap means numerics drift (e.g. bf16).
+                stats["rl/logp_gap"] += float(((ch["old"] - ch["sampler"]).abs() * mask).sum()) / n_tok
+            loss, s = loss_fn(logp, ch["old"], ch["adv"], mask, cfg=loss_cfg, ref_logp=ch["ref"], **norms)
+            if not torch.isfinite(loss):
+                opt.zero_grad(set_to_none=True)
+                return {**stats, "nonfinite": True}
+            loss.backward()
+            total += loss.item()
+            for k in sums:
+                sums[k] += s[k] * w
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             opt.zero_grad(set_to_none=True)
-            nonfinite = True
-            break
+            return {**stats, "nonfinite": True}
         opt.step()
-        stats.update({"train/loss": loss.item(), "train/grad_norm": norm.item(), "rl/clip_frac": s["clip_frac"],
-                      "rl/clip_high_frac": s["clip_high_frac"], "rl/kl": s["kl"], "rl/ratio_mean": s["ratio_mean"]})
-    stats["nonfinite"] = nonfinite
-    return stats
+        stats.update({"train/loss": total, "train/grad_norm": norm.item(), "rl/clip_frac": sums["clip_frac"],
+                      "rl/clip_high_frac": sums["clip_high_frac"], "rl/kl": sums["kl"],
+                      "rl/ratio_mean": sums["ratio_mean"]})
+    return {**stats, "nonfinite": False}
+
+
+def _sampler_logp(prompts: list[list[int]], samples, mask: torch.Tensor) -> torch.Tensor:
+    """The sampler's own log-probabilities laid out like ``_pack``'s targets [B, L-1]."""
+    out = torch.zeros_like(mask)
+    for b, (p, s) in enumerate(zip(prompts, samples)):
+        out[b, _start(p) : _start(p) + len(s.logprobs)] = torch.tensor(s.logprobs)
+    return out
 
 
 def _start(prompt: list[int]) -> int:
@@ -300,6 +323,8 @@ def _validate(cfg: GRPOConfig) -> None:
         raise ValueError(f"--group-size must be >= 2 (got {cfg.group_size}): advantages compare samples of a group")
     if cfg.temperature <= 0:
         raise ValueError("--temperature must be > 0: greedy groups are identical and carry no signal")
+    if cfg.micro_batch < 1:
+        raise ValueError(f"--micro-batch must be >= 1 (got {cfg.micro_batch})")
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.eval_problems < 0 or cfg.max_completion_tokens < 0:
         raise ValueError("need --epochs >= 1, --lr > 0, --eval-problems >= 0 and --max-completion-tokens >= 0")
 
@@ -309,7 +334,7 @@ def _load(path: str, flag: str):
     try:
         return load_checkpoint(resolve_checkpoint(path))
     except CheckpointError as e:
-        raise ValueError(f"{flag} {path}: {e}") from None
+        raise ValueError(f"{flag}: {e}") from None  # the error names the path
 
 
 def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -> None:

@@ -2,12 +2,16 @@
 
 Every loss has one signature::
 
-    loss_fn(logp [B,T], old_logp [B,T], advantages [B], mask [B,T], *, cfg, ref_logp=None) -> (loss, stats)
+    loss_fn(logp [B,T], old_logp [B,T], advantages [B], mask [B,T], *, cfg, ref_logp=None,
+            n_rows=None, n_tokens=None) -> (loss, stats)
 
 logp: log-probabilities (natural log) of the sampled tokens under the current policy, with grad.
 old_logp: the same under the policy that sampled them (detached; equal to ``logp.detach()`` for a single on-policy
     update, so the ratio is 1 and clipping is inactive). advantages: one per sequence. mask: 1.0 on completion
     tokens, 0.0 on padding. ref_logp: the frozen reference policy's log-probabilities, needed when ``cfg.beta > 0``.
+n_rows / n_tokens: the batch's sequence and completion-token counts when the caller splits a batch into
+    micro-batches (or leaves out rows whose terms are all zero: advantage 0 and beta 0); the loss is then this
+    part's share, and the parts' losses sum to the whole batch's loss. Default: this batch.
 stats: floats ``clip_frac`` (share of completion tokens whose gradient the clip removes), ``clip_low_frac``,
     ``clip_high_frac``, ``ratio_mean`` and ``kl`` (k3 estimate of KL(policy || reference), 0 without a reference).
 
@@ -121,24 +125,24 @@ def _token_terms(logp, old_logp, advantages, mask, cfg: LossConfig, ref_logp):
     return per_token * mask, mask, stats
 
 
-def grpo_loss(logp, old_logp, advantages, mask, *, cfg: LossConfig, ref_logp=None) -> tuple[Tensor, dict]:
+def grpo_loss(logp, old_logp, advantages, mask, *, cfg: LossConfig, ref_logp=None, n_rows=None, n_tokens=None):
     """GRPO: token mean within each sequence, then mean over the B sequences (empty sequences count as 0)."""
     terms, mask, stats = _token_terms(logp, old_logp, advantages, mask, cfg, ref_logp)
     per_seq = terms.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-    return per_seq.mean(), stats
+    return per_seq.sum() / (n_rows or logp.shape[0]), stats
 
 
-def dr_grpo_loss(logp, old_logp, advantages, mask, *, cfg: LossConfig, ref_logp=None) -> tuple[Tensor, dict]:
+def dr_grpo_loss(logp, old_logp, advantages, mask, *, cfg: LossConfig, ref_logp=None, n_rows=None, n_tokens=None):
     """Dr. GRPO: token sum of each sequence divided by the constant ``cfg.max_len`` (default T), mean over B."""
     terms, _, stats = _token_terms(logp, old_logp, advantages, mask, cfg, ref_logp)
     max_len = cfg.max_len or logp.shape[1]
-    return (terms.sum(dim=1) / max_len).mean(), stats
+    return terms.sum() / max_len / (n_rows or logp.shape[0]), stats
 
 
-def dapo_loss(logp, old_logp, advantages, mask, *, cfg: LossConfig, ref_logp=None) -> tuple[Tensor, dict]:
+def dapo_loss(logp, old_logp, advantages, mask, *, cfg: LossConfig, ref_logp=None, n_rows=None, n_tokens=None):
     """DAPO: one mean over every completion token in the batch (long sequences weigh by their length)."""
     terms, mask, stats = _token_terms(logp, old_logp, advantages, mask, cfg, ref_logp)
-    return terms.sum() / mask.sum().clamp(min=1.0), stats
+    return terms.sum() / (n_tokens or mask.sum().clamp(min=1.0)), stats
 
 
 LossFn = Callable[..., tuple[Tensor, dict]]

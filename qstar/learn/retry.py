@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Union
 
 from qstar.tasks.base import Problem, Task
 from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP, render_chain
@@ -28,7 +27,7 @@ __all__ = ["check_line", "retry_chain", "recheck_chain", "backtrack_chain", "RET
            "mixed", "parse_check"]
 
 Example = tuple[str, str]
-Source = Union[Sequence[Example], Callable[[random.Random], Example]]
+Source = Sequence[Example] | Callable[[random.Random], Example]
 OK, WRONG = "ok", "wrong"
 
 

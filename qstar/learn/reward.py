@@ -24,28 +24,35 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
-import qstar  # noqa: F401  (thread env before torch)
 import torch
 import torch.nn.functional as F
 
+from qstar.learn.reward_eval import evaluate_scorer, is_correct
 from qstar.learn.sft import chain_budget
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
 from qstar.runio import append_jsonl, atomic_write_json, read_jsonl, reset_run_dir
-from qstar.scorers.learned import AGGREGATIONS, LearnedScorer, RewardModel, chain_steps, encode_steps, pad_batch
-from qstar.scorers.learned import save_reward_model
+from qstar.scorers.learned import (
+    AGGREGATIONS,
+    LearnedScorer,
+    RewardModel,
+    chain_steps,
+    encode_steps,
+    pad_batch,
+    save_reward_model,
+)
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END
 
-__all__ = ["RewardConfig", "train_prm", "train_orm", "sample_chains", "mc_step_labels", "fit_reward", "auc",
-           "selection_accuracy", "label_chains", "reward_items"]
+__all__ = ["RewardConfig", "train_prm", "train_orm", "sample_chains", "mc_step_labels", "label_chains",
+           "reward_items", "fit_reward"]
 
 
 @dataclass
@@ -99,14 +106,6 @@ class RewardConfig:
 # --------------------------------------------------------------------------------------------------- labelling
 
 
-def _correct(problem: Problem, text: str) -> bool:
-    task = get_task(problem.task)
-    try:
-        return bool(task.verify(problem, task.extract_answer(text)))
-    except Exception:  # garbage model text is a wrong answer, never a crash
-        return False
-
-
 def sample_chains(policy: Policy, problems: Sequence[Problem], *, n: int, temperature: float, max_tokens: int,
                   chunk: int = 64) -> list[list[str]]:
     """``n`` chain texts per problem, [len(problems)][n], sampled in batches of ``chunk`` prompts."""
@@ -119,7 +118,7 @@ def sample_chains(policy: Policy, problems: Sequence[Problem], *, n: int, temper
 
 
 def mc_step_labels(policy: Policy, problems: Sequence[Problem], chains: Sequence[str], *, k: int,
-                   temperature: float, max_tokens: int, correct: Callable[[Problem, str], bool] = _correct,
+                   temperature: float, max_tokens: int, correct: Callable[[Problem, str], bool] = is_correct,
                    chunk: int = 64) -> list[dict]:
     """Math-Shepherd labels for each (problem, chain): {"steps", "outcome", "soft", "hard"}.
 
@@ -167,11 +166,12 @@ def label_chains(policy: Policy, problems: Sequence[Problem], *, samples: int, t
     if mc_samples > 0:
         labels = mc_step_labels(policy, flat_p, flat_c, k=mc_samples, temperature=temperature, max_tokens=max_tokens)
     else:
-        labels = [{"steps": chain_steps(c), "outcome": float(_correct(p, c))} for p, c in zip(flat_p, flat_c)]
+        labels = [{"steps": chain_steps(c), "outcome": float(is_correct(p, c))} for p, c in zip(flat_p, flat_c)]
     return [{"problem": p.to_json(), "chain": c, **lab} for p, c, lab in zip(flat_p, flat_c, labels)]
 
 
-def reward_items(records: Sequence[dict], *, kind: str, label: str = "soft") -> list[tuple[str, list[str], list[float]]]:
+def reward_items(records: Sequence[dict], *, kind: str,
+                 label: str = "soft") -> list[tuple[str, list[str], list[float]]]:
     """(question, steps, one target per step) for training: ORM -> the outcome at every step; PRM -> MC labels."""
     if kind == "prm" and records and label not in records[0]:
         raise ValueError(f"labelled chains carry no {label!r} PRM labels (labelled with mc_samples=0?)")
@@ -189,13 +189,15 @@ def reward_items(records: Sequence[dict], *, kind: str, label: str = "soft") -> 
 
 def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], list[float]]], *,
                seconds: float | None = None, steps: int | None = None, lr: float = 3e-4, batch_size: int = 32,
-               weight_decay: float = 0.01, balance: bool = True, warmup_steps: int = 20, seed: int = 0) -> dict:
+               weight_decay: float = 0.01, balance: bool = True, warmup_steps: int = 20, bf16: bool = True,
+               seed: int = 0) -> dict:
     """BCE of the head at every step end against soft targets in [0, 1]; returns {steps, seconds, loss, first_loss}.
 
     A NaN target leaves its step untrained (e.g. an outcome verifier trained at the final position only).
 
     balance: positives (target mass) and negatives (1 - target) each get half the loss weight, so a 20%-accurate
-    policy's labels do not teach "always wrong". The head bias starts at the logit of the mean target.
+    policy's labels do not teach "always wrong". The head bias starts at the logit of the mean target (0 when
+    balanced). bf16: autocast the forward pass (faster on most CPUs); the loss is computed in fp32.
     """
     if not items:
         raise ValueError("no labelled chains to train the reward model on (all chains empty?)")
@@ -226,7 +228,9 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         frac = max(step / steps if steps else 0.0, trained / seconds if seconds else 0.0)
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warmup_steps) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        logits = model(pad_batch([ids for ids, _, _ in batch], tok.pad_id)).float()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(pad_batch([ids for ids, _, _ in batch], tok.pad_id))
+        logits = logits.float()
         rows = torch.tensor([b for b, (_, reads, _) in enumerate(batch) for _ in reads])
         cols = torch.tensor([r for _, reads, _ in batch for r in reads])
         y = torch.tensor([t for _, _, ts in batch for t in ts], dtype=torch.float32)
@@ -247,75 +251,6 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
     model.eval()
     return {"steps": step, "seconds": trained, "loss": loss_ema, "first_loss": first}
-
-
-# --------------------------------------------------------------------------------------------------- evaluation
-
-
-def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve (probability a random positive outscores a random negative; ties count 1/2).
-    NaN when one class is missing.
-
-    >>> auc([0.9, 0.2, 0.5], [True, False, False])
-    1.0
-    """
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
-        return float("nan")
-    ranked = sorted((s, i) for i, s in enumerate(list(pos) + list(neg)))
-    ranks = [0.0] * len(ranked)
-    i = 0
-    while i < len(ranked):  # average ranks over ties
-        j = i
-        while j + 1 < len(ranked) and ranked[j + 1][0] == ranked[i][0]:
-            j += 1
-        for t in range(i, j + 1):
-            ranks[ranked[t][1]] = (i + j) / 2 + 1
-        i = j + 1
-    r_pos = sum(ranks[: len(pos)])
-    return (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
-
-
-def selection_accuracy(method: str, scores: Sequence[float], answers: Sequence[str | None],
-                       correct: Sequence[bool]) -> float:
-    """Is the answer chosen among N samples right? method: "best" (highest score), "weighted" (answer with the
-    largest score sum), "majority" (most frequent answer). Ties (and no answers at all) count fractionally."""
-    if method == "best":
-        top = max(scores)
-        picks = [c for s, c in zip(scores, correct) if s == top]
-        return sum(picks) / len(picks)
-    weights = [1.0] * len(answers) if method == "majority" else list(scores)
-    total: dict[str, float] = {}
-    right: dict[str, bool] = {}
-    for a, w, c in zip(answers, weights, correct):
-        if a is not None:
-            total[a] = total.get(a, 0.0) + w
-            right[a] = right.get(a, False) or bool(c)
-    if not total:
-        return 0.0
-    top = max(total.values())
-    tied = [a for a, v in total.items() if v == top]
-    return sum(right[a] for a in tied) / len(tied)
-
-
-def evaluate_scorer(scorer, problems: Sequence[Problem], chains: Sequence[Sequence[str]]) -> dict:
-    """AUC, mean pass@1 and N-sample selection accuracies (best, weighted, majority) on given samples."""
-    flat_p = [p for p, row in zip(problems, chains) for _ in row]
-    flat_c = [c for row in chains for c in row]
-    flat_s = scorer.score(flat_p, flat_c)
-    flat_y = [_correct(p, c) for p, c in zip(flat_p, flat_c)]
-    res = {"eval/auc": auc(flat_s, flat_y), "eval/pass@1": sum(flat_y) / max(1, len(flat_y))}
-    acc = {m: 0.0 for m in ("best", "weighted", "majority")}
-    i = 0
-    for p, row in zip(problems, chains):
-        s, y = flat_s[i : i + len(row)], flat_y[i : i + len(row)]
-        a = [get_task(p.task).extract_answer(c) for c in row]
-        i += len(row)
-        for m in acc:
-            acc[m] += selection_accuracy(m, s, a, y) / len(problems)
-    res.update({f"eval/{m}_of_n": v for m, v in acc.items()})
-    return res
 
 
 # --------------------------------------------------------------------------------------------------- entrypoints

@@ -8,8 +8,8 @@ Example files (``*.jsonl`` of {"question", "chain"}) are written atomically so a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from qstar.model.checkpoint import save_checkpoint
 from qstar.runio import atomic_write_json, atomic_write_text, read_jsonl, reset_run_dir
@@ -34,7 +34,10 @@ def stage_done(directory: str | Path) -> bool:
 
 
 def read_summary(directory: str | Path) -> dict:
-    return json.loads((Path(directory) / "summary.json").read_text())
+    """A finished stage's summary as ``finish_stage`` returned it (without the config)."""
+    summary = json.loads((Path(directory) / "summary.json").read_text())
+    summary.pop("config", None)
+    return summary
 
 
 def finish_stage(directory: str | Path, model, tokenizer, *, stage: str, config: dict, metrics: dict) -> dict:

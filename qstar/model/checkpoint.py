@@ -20,7 +20,7 @@ import torch
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.tokenizer import CharTokenizer
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "hf_config", "REQUIRED_FILES"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "hf_config", "REQUIRED_FILES"]
 
 FORMAT = 1
 WEIGHTS = "model.safetensors"
@@ -141,6 +141,17 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory for ``path``: ``path`` itself if it holds config.json, else a run directory's
+    ``path/checkpoint``. Raises :class:`CheckpointError` naming both places otherwise."""
+    p = Path(path)
+    for candidate in (p, p / "checkpoint"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    looked = f"{p / 'config.json'} and {p / 'checkpoint' / 'config.json'}"
+    raise CheckpointError(f"{p}: no checkpoint here (looked for {looked})")
 
 
 def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"):

@@ -6,9 +6,8 @@ per-op overhead and memory traffic, not FLOPs, dominate decoding on a CPU:
 - q/k/v and gate/up projections are fused into one matmul each, with weights pre-transposed to [in, out];
 - RMSNorm gains are folded into the following matmul's weights, and 1/sqrt(head_dim) into the query weights;
 - residual adds ride on the output projections (``addmm``);
-- query/key channels are permuted within each head from HF's half-split rotary pairs (i, i + hd/2) to adjacent
-  pairs (2j, 2j+1), so RoPE is one complex multiply. Permuting q and k alike leaves every q.k dot product, hence
-  attention, unchanged; the KV cache of a :class:`FastForward` therefore holds permuted keys (use it only here);
+- RoPE is one complex multiply on rotary-ordered q/k channels, as in :class:`qstar.model.model.Attention` (so the
+  KV cache layout is the model's);
 - single-token decoding attends with two batched matmuls over the cache instead of building 4-D masks.
 """
 
@@ -28,23 +27,19 @@ class FastForward:
         cfg = self.cfg = model.cfg
         D, H, Hkv, hd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.dims = (D, H, Hkv, hd, cfg.ffn_hidden)
-        half = hd // 2
-        perm = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()  # 0, h/2, 1, h/2+1, ..
-
-        def heads(w: Tensor, n: int) -> Tensor:
-            return w.view(n, hd, D)[:, perm].reshape(n * hd, D)
-
         with torch.no_grad():
+            scale = model.lm_head.weight.new_ones((H + 2 * Hkv) * hd, 1)
+            scale[: H * hd] = hd**-0.5  # attention's 1/sqrt(hd), on the queries
             self.layers = []
             for layer in model.model.layers:
                 a, m = layer.self_attn, layer.mlp
-                wq = heads(a.q_proj.weight, H) * hd**-0.5
-                qkv = torch.cat([wq, heads(a.k_proj.weight, Hkv), a.v_proj.weight]) * layer.input_layernorm.weight
+                qkv = a.qkv_weight() * scale * layer.input_layernorm.weight
                 gate_up = torch.cat([m.gate_proj.weight, m.up_proj.weight]) * layer.post_attention_layernorm.weight
-                self.layers.append(tuple(w.t().contiguous() for w in (qkv, a.o_proj.weight, gate_up, m.down_proj.weight)))
+                ws = (qkv, a.o_proj.weight, gate_up, m.down_proj.weight)
+                self.layers.append(tuple(w.t().contiguous() for w in ws))  # [in, out] for x @ w
             self.head = (model.lm_head.weight * model.model.norm.weight).t().contiguous()  # [D, V]
             self.embed = model.model.embed_tokens.weight.detach()
-            self.rope = torch.complex(model.rope_cos[:, :half], model.rope_sin[:, :half])  # [max_seq_len, hd/2]
+            self.rope = model.rope_cis  # [max_seq_len, hd/2]
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         return KVCache(self.cfg, batch, max_len, dtype=self.head.dtype, device=self.head.device)

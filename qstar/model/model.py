@@ -73,7 +73,8 @@ class KVCache:
     """Preallocated keys and values for all layers.
 
     data: [n_layers, 2, B, n_kv_heads, max_len, head_dim]; columns ``[0, length)`` are filled. A forward pass
-    with a cache writes its T new columns at ``length`` and advances ``length`` by T.
+    with a cache writes its T new columns at ``length`` and advances ``length`` by T. Keys are stored with their
+    channels in :func:`rotary_order` (see :class:`Attention`), so a cache belongs to qstar's forward passes only.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, *, dtype=torch.float32, device=None) -> None:
@@ -118,13 +119,30 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    """HF Llama's rotary convention: pairs are (i, i + head_dim/2)."""
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def rotary_order(n_heads: int, head_dim: int) -> Tensor:
+    """Channel order taking HF's half-split rotary pairs (i, i + hd/2) of every head to adjacent pairs (2j, 2j+1)."""
+    half = head_dim // 2
+    within = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()
+    return (torch.arange(n_heads)[:, None] * head_dim + within).flatten()
+
+
+def apply_rope(x: Tensor, rope: Tensor) -> Tensor:
+    """Rotate x [..., n, hd] (adjacent-pair channel order) by rope, complex [..., 1, hd/2]; returns float32 or x's
+    dtype if wider. One complex multiply instead of HF's rotate_half (two copies, four elementwise ops)."""
+    if x.dtype not in (torch.float32, torch.float64):  # no bf16 complex type: rotate in float32
+        x = x.float()
+    xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * rope).flatten(-2)
 
 
 class Attention(nn.Module):
+    """Grouped-query attention with HF Llama's parameters.
+
+    The projections use q/k weight rows reordered from HF's half-split rotary pairs to adjacent pairs
+    (:func:`rotary_order`, a cheap gather of weight rows), so RoPE is one complex multiply. Reordering q and k alike
+    leaves every q.k product, hence the output, unchanged (a KV cache holds keys in this order).
+    """
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -132,23 +150,29 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+        self.register_buffer("q_order", rotary_order(cfg.n_heads, cfg.head_dim), persistent=False)
+        self.register_buffer("k_order", rotary_order(cfg.n_kv_heads, cfg.head_dim), persistent=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, kv: Tensor | None, start: int):
-        """x [B,T,D]; cos/sin broadcastable to [B,1,T,hd]; mask bool [B|1,1,T,S] or None (causal);
+    def qkv_weight(self) -> Tensor:
+        """Fused [(H + 2*Hkv) * hd, D] weight: rotary-ordered q rows, rotary-ordered k rows, then v rows."""
+        wq, wk = self.q_proj.weight[self.q_order], self.k_proj.weight[self.k_order]
+        return torch.cat([wq, wk, self.v_proj.weight])
+
+    def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, kv: Tensor | None, start: int) -> Tensor:
+        """x [B,T,D]; rope complex [T|B,T,1,hd/2]; mask bool [B|1,1,T,S] or None (causal);
         kv: this layer's cache slice [2,B,Hkv,max_len,hd] or None; start: cache columns already filled."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        # Separate projections, not one fused matmul: slicing a fused output costs more in the backward pass.
+        q = apply_rope(F.linear(x, self.q_proj.weight[self.q_order]).unflatten(-1, (H, hd)), rope).transpose(1, 2)
+        k = apply_rope(F.linear(x, self.k_proj.weight[self.k_order]).unflatten(-1, (Hkv, hd)), rope).transpose(1, 2)
+        v = self.v_proj(x).unflatten(-1, (Hkv, hd)).transpose(1, 2)
         if kv is not None:
             kv[0, :, :, start : start + T] = k
             kv[1, :, :, start : start + T] = v
             k, v = kv[0, :, :, : start + T], kv[1, :, :, : start + T]
         causal = mask is None and T > 1
-        gqa = self.n_kv_heads != self.n_heads
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=Hkv != H)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -171,8 +195,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, mask, kv, start):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv, start)
+    def forward(self, x, rope, mask, kv, start):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, kv, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -198,10 +222,9 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float32) / cfg.head_dim))
         freqs = torch.outer(torch.arange(cfg.max_seq_len, dtype=torch.float32), inv_freq)
-        angles = torch.cat((freqs, freqs), dim=-1)  # [max_seq_len, head_dim]
-        # Not persistent: the state dict holds exactly HF's parameters.
-        self.register_buffer("rope_cos", angles.cos(), persistent=False)
-        self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        # cos + i sin of HF's fp32 angles, [max_seq_len, head_dim/2]. Not persistent: the state dict holds exactly
+        # HF's parameters.
+        self.register_buffer("rope_cis", torch.complex(freqs.cos(), freqs.sin()), persistent=False)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):  # GPT-2 style: keep the residual stream O(1)
@@ -216,18 +239,16 @@ class Transformer(nn.Module):
         """Distinct parameters (a tied embedding counts once)."""
         return sum(p.numel() for p in self.parameters())
 
-    def rope(self, T: int, start: int, positions: Tensor | None, dtype) -> tuple[Tensor, Tensor]:
-        """cos, sin for positions ``start..start+T`` (shape [T,hd]) or for ``positions`` [B,T] (shape [B,1,T,hd])."""
+    def rope(self, T: int, start: int, positions: Tensor | None) -> Tensor:
+        """Rotations for positions ``start..start+T`` (complex [T,1,hd/2]) or ``positions`` [B,T] ([B,T,1,hd/2])."""
         if positions is None:
             end = start + T
             if end > self.cfg.max_seq_len:
                 raise ValueError(f"sequence of {end} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
-            cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
-        else:
-            if positions.numel() and int(positions.max()) >= self.cfg.max_seq_len:
-                raise ValueError(f"position {int(positions.max())} exceeds max_seq_len={self.cfg.max_seq_len}")
-            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
-        return cos.to(dtype), sin.to(dtype)
+            return self.rope_cis[start:end, None]
+        if positions.numel() and int(positions.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"position {int(positions.max())} exceeds max_seq_len={self.cfg.max_seq_len}")
+        return self.rope_cis[positions].unsqueeze(-2)
 
     def hidden(
         self,
@@ -244,10 +265,10 @@ class Transformer(nn.Module):
         if cache is not None and (S > cache.max_len or B != cache.batch):
             raise ValueError(f"cache holds {cache.batch} rows x {cache.max_len} columns; got {B} x {start}+{T}")
         x = self.model.embed_tokens(ids)
-        cos, sin = self.rope(T, start, positions, x.dtype)
+        rope = self.rope(T, start, positions)
         mask = causal_mask(T, start, attn_mask, ids.device)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, None if cache is None else cache.data[i], start)
+            x = layer(x, rope, mask, None if cache is None else cache.data[i], start)
         if cache is not None:
             cache.length = S
         return self.model.norm(x)

@@ -18,8 +18,8 @@ kind live in ``qstar.json`` meta under "reward", so the directory is written ato
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -90,13 +90,14 @@ def run_search(cfg: SearchConfig) -> dict:
 
 
 def load_policy(checkpoint: str, *, seed: int = 0):
-    """A ``ModelPolicy`` for a qstar checkpoint, with torch seeded so sampling is reproducible."""
-    import torch
-
+    """A ``ModelPolicy`` for a qstar checkpoint (run dir or HF dir) with its own seeded sampling generator."""
+    from qstar.model.checkpoint import CheckpointError, resolve_checkpoint
     from qstar.model.policy import ModelPolicy
 
-    torch.manual_seed(seed)
-    return ModelPolicy.from_checkpoint(checkpoint)
+    try:
+        return ModelPolicy.from_checkpoint(resolve_checkpoint(checkpoint), seed=seed)
+    except CheckpointError as e:  # the CLI reports ValueErrors as one line, exit 2
+        raise ValueError(str(e)) from None
 
 
 def verify(problem: Problem, answer: str | None) -> bool:

@@ -111,8 +111,7 @@ class Meter:
         self.generated, self.prompt, self.scored = [0] * n, [0] * n, [0] * n
         self.seconds = [0.0] * n
         self._step_cache: dict[tuple, float] = {}
-        self.policy_calls = 0
-        self.scorer_calls = 0
+        self.refused: dict[int, str] = {}  # problem index -> why the policy refused some continuation
 
     # -- policy ---------------------------------------------------------------------------------------------------
     def sample(self, owners: Sequence[int], prompts: Sequence[Prompt], *, n: int = 1, **kw) -> list[list[Completion]]:
@@ -120,9 +119,8 @@ class Meter:
         if not prompts:
             return []
         t0 = time.perf_counter()
-        out = self.policy.sample(list(prompts), n=n, **kw)
+        out = self._call(list(owners), list(prompts), n, kw)
         dt = time.perf_counter() - t0
-        self.policy_calls += 1
         if len(out) != len(prompts) or any(len(row) != n for row in out):
             name = getattr(self.policy, "name", "?")
             raise ValueError(f"policy {name} must return {n} completions for each of {len(prompts)} prompts; got "
@@ -135,6 +133,25 @@ class Meter:
                 share[o] += int(c.n_tokens) + int(c.prompt_tokens)
         self._apportion(dt, share)
         return [[_clean(c) for c in comps] for comps in out]
+
+    def _call(self, owners: list[int], prompts: list[Prompt], n: int, kw: dict) -> list[list[Completion]]:
+        """``policy.sample``; when the policy refuses a batch (ValueError, e.g. a grown chain no longer fits its
+        context), bisect it so only the refused continuations end (as empty "length" completions, noted per
+        problem). A refused root prompt (empty partial) is a real error and is raised."""
+        try:
+            return self.policy.sample(prompts, n=n, **kw)
+        except ValueError as e:
+            if len(prompts) > 1:
+                mid = len(prompts) // 2
+                return self._call(owners[:mid], prompts[:mid], n, kw) + self._call(owners[mid:], prompts[mid:], n, kw)
+            if not prompts[0].partial:
+                raise
+            self.refused[owners[0]] = f"{self.refused.get(owners[0], '')}{e}; "[-300:]
+            return [[Completion("", [], 0, 0, "length") for _ in range(n)]]
+
+    def notes(self, i: int) -> dict:
+        """Result info about problem i's refused continuations (empty when there were none)."""
+        return {"refused": self.refused[i]} if i in self.refused else {}
 
     # -- scorer ---------------------------------------------------------------------------------------------------
     def score(self, owners: Sequence[int], chains: Sequence[str]) -> list[float]:
@@ -179,7 +196,6 @@ class Meter:
         return [self._step_cache[(p.task, p.key, tuple(steps[: j + 1]))] for j in range(len(steps))]
 
     def _count_scored(self, owners: Sequence[int], texts: Sequence[str], dt: float) -> None:
-        self.scorer_calls += 1
         count = getattr(self.scorer, "count_tokens", None) or (lambda t: len(t) + 1)
         share = [0] * len(self.problems)
         for o, t in zip(owners, texts):

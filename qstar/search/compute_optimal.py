@@ -41,7 +41,7 @@ def difficulty(answers: Sequence[str | None], scores: Sequence[float], *, easy_a
 
     >>> difficulty(["3", "3", "3", "4"], [0.5] * 4)
     ('easy', 0.75)
-    >>> difficulty(["3", None, "5", "4"], [1.0, 0.0, 0.0, 0.0])
+    >>> difficulty(["3", None, "5", "4"], [0.25, 0.0, 0.0, 0.0])  # agreement .25, mode's score .25
     ('hard', 0.25)
     """
     mode = vote(answers)

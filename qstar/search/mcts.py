@@ -158,7 +158,8 @@ def _finish(meter: Meter, trees: list[SearchTree], sims: int, *, max_tokens: int
         chain = tree.chain(end)
         answer = extract_answer(meter.problems[i], chain) if tree.nodes[end].is_answer else None
         out.append(SearchResult(answer, chain, tree.nodes[end].value, meter.ledger(i), tree=tree_to_json(tree),
-                                info={"strategy": "mcts", "nodes": len(tree.nodes) - 1, "simulations": sims}))
+                                info={"strategy": "mcts", "nodes": len(tree.nodes) - 1, "simulations": sims,
+                                      **meter.notes(i)}))
     return out
 
 

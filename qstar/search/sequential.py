@@ -83,5 +83,5 @@ def sequential(policy: Policy, scorer: Scorer, problems: list[Problem], budget: 
         if last[i] is not None and split_chain(chain)[1] is None:  # stopped while thinking: restate the last answer
             chain = chain + ("" if chain.endswith(STEP_END) or not chain else STEP_END) + ANSWER_PREFIX + last[i]
         out.append(SearchResult(last[i], chain, math.nan, meter.ledger(i),
-                                info={"forced": forced[i], "answers": history[i], "mode": mode}))
+                                info={"forced": forced[i], "answers": history[i], "mode": mode, **meter.notes(i)}))
     return out

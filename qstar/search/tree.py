@@ -92,7 +92,7 @@ def grow(meter: Meter, trees: list[SearchTree], groups: list[list[int]], *, keep
             node.value_sum = aggregate(meter.step_scores(i, trees[i].steps(n)))
         for g, (i, *beam) in enumerate(groups):
             pool = [n for n in beam if trees[i].nodes[n].terminal] + [n for gg, _, n in new if gg == g]
-            pool.sort(key=lambda n: (-_path_rank(trees[i], n), n))
+            pool.sort(key=lambda n: (_neg(_path_rank(trees[i], n)), n))
             groups[g] = [i, *pool[:keep]]
 
 
@@ -101,9 +101,17 @@ def _dead(tree: SearchTree, nid: int) -> bool:
     return tree.nodes[nid].terminal and not tree.nodes[nid].is_answer
 
 
-def _path_rank(tree: SearchTree, nid: int) -> float:
-    """Aggregated path score; dead ends and NaN rank last."""
-    return -math.inf if _dead(tree, nid) or not tree.nodes[nid].visits else rank(tree.nodes[nid].value)
+def _path_rank(tree: SearchTree, nid: int) -> tuple[float, float]:
+    """(aggregated path score, last step's score); dead ends and NaN rank last. The last step breaks ties, which
+    matters when min/prod aggregation has zeroed many paths: among them, one whose answer checks out wins."""
+    node = tree.nodes[nid]
+    if _dead(tree, nid) or not node.visits:
+        return -math.inf, -math.inf
+    return rank(node.value), rank(node.score)
+
+
+def _neg(key: tuple[float, float]) -> tuple[float, float]:
+    return -key[0], -key[1]
 
 
 def finish(meter: Meter, trees: list[SearchTree], select: str, name: str) -> list[SearchResult]:
@@ -113,16 +121,17 @@ def finish(meter: Meter, trees: list[SearchTree], select: str, name: str) -> lis
     for i, tree in enumerate(trees):
         answers = [n.id for n in tree.nodes if n.is_answer and n.visits]
         pool = answers or [n.id for n in tree.nodes[1:]] or [0]
-        best = min(pool, key=lambda n: (-_path_rank(tree, n), n))
+        best = min(pool, key=lambda n: (_neg(_path_rank(tree, n)), n))
         if select == "weighted" and answers:
             texts = [extract_answer(meter.problems[i], tree.chain(n)) for n in answers]
             win = vote(texts, [tree.nodes[n].value for n in answers])
-            best = min((n for n, a in zip(answers, texts) if a == win), key=lambda n: (-_path_rank(tree, n), n))
+            mine = [n for n, a in zip(answers, texts) if a == win]
+            best = min(mine, key=lambda n: (_neg(_path_rank(tree, n)), n))
         tree.chosen = tree.path(best)
         chain = tree.chain(best)
         out.append(SearchResult(extract_answer(meter.problems[i], chain) if tree.nodes[best].is_answer else None,
                                 chain, tree.nodes[best].value, meter.ledger(i), tree=tree_to_json(tree),
-                                info={"strategy": name, "nodes": len(tree.nodes) - 1}))
+                                info={"strategy": name, "nodes": len(tree.nodes) - 1, **meter.notes(i)}))
     return out
 
 
@@ -157,7 +166,7 @@ def beam(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *
 
 @strategy
 def dvts(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, width: int = 4,
-         aggregation: str = "min", select: str = "weighted", temperature: float = 0.8, top_p: float = 1.0,
+         aggregation: str = "min", select: str = "best", temperature: float = 0.8, top_p: float = 1.0,
          max_tokens: int = 256, max_step_tokens: int = 96, max_steps: int = 24) -> list[SearchResult]:
     """Diverse verifier tree search: ``budget // width`` independent subtrees from the root, each a greedy
     step-level search (expand ``width`` candidates, keep the best); answers chosen by ``select`` over subtrees.

@@ -1,1 +1,19 @@
-"""qstar.serve."""
+"""``qstar serve``: any Policy behind an o1-style OpenAI-compatible API.
+
+Modules, top to bottom: ``protocol`` (request validation, OpenAI error shapes), ``batching`` (BatchingPolicy:
+cross-request batching), ``engine`` (effort -> search, token caps, usage), ``app`` (``create_app(policy, config)``),
+``cli`` (``ServeConfig``, ``run_serve``)."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["create_app", "ServeConfig", "run_serve", "BatchingPolicy", "Effort"]
+_WHERE = {"create_app": "qstar.serve.app", "ServeConfig": "qstar.serve.cli", "run_serve": "qstar.serve.cli",
+          "BatchingPolicy": "qstar.serve.batching", "Effort": "qstar.serve.engine"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'qstar.serve' has no attribute {name!r}")

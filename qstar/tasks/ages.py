@@ -1,6 +1,6 @@
 """Age word puzzles: linear equations in two people's present ages, x (first named) and y (second).
 
-Determined puzzles ("Alice is 3 times as old as Bob. In 5 years Alice will be twice as old as Bob.")
+Determined puzzles ("Alice is three times as old as Bob. In 5 years Alice will be twice as old as Bob.")
 have one solution, written "15 and 5" (x first). The family puzzle ("The princess is as old as the
 prince will be when the princess is twice as old as the prince was when the princess's age was half
 the sum of their present ages") fixes only the ratio; its answer is written in lowest terms as
@@ -112,7 +112,7 @@ def _fmt(form: Lin) -> str:
 
 
 def _eq(p: int, q: int, r: int) -> str:
-    return (_fmt((Fraction(p), Fraction(q), Fraction(0))) or "0") + f"={r}"
+    return _fmt((Fraction(p), Fraction(q), Fraction(0))) + f"={r}"
 
 
 def _family_chain(m: int, slip: tuple[int, Lin] | None = None) -> tuple[list[str], tuple[int, int]]:

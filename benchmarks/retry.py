@@ -1,0 +1,133 @@
+"""Does training on check-and-retry chains help, and do more thinking tokens (budget forcing) buy accuracy?
+
+    python benchmarks/retry.py --task mult --seconds 240
+
+Two fresh models of the same size get the same training time: "plain" on reference chains only, "retry" on
+reference chains mixed with ``--retry-fraction`` check-and-retry chains (qstar.learn.retry: inline retries,
+Wait + re-check passes, and Countdown backtracking traces for Countdown). Both are evaluated on the same held-out
+problems with greedy decoding and with the sequential strategy (mode "wait" = budget forcing, and mode "check")
+at budgets 1, 2, 4: accuracy, generated tokens per problem, and how often a chain contains a check line.
+JSON lines on stdout and OUT/results.jsonl; checkpoints in OUT/<arm>/checkpoint (reused on rerun).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import qstar  # noqa: F401  (thread env before torch)
+
+# isort: split
+import torch
+
+from qstar.config import parse_config
+from qstar.learn.retry import mixed, retry_examples
+from qstar.learn.sft import chain_budget, fit
+from qstar.model.checkpoint import load_checkpoint, save_checkpoint
+from qstar.model.model import ModelConfig, Transformer
+from qstar.model.perf import configure_threads
+from qstar.model.tokenizer import CharTokenizer
+from qstar.runio import append_jsonl
+from qstar.tasks import get_task
+from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP
+
+
+@dataclass
+class Args:
+    """With vs without check-and-retry training data, and thinking-budget scaling."""
+
+    task: str = "mult"
+    """Task name (mult, countdown, ...)."""
+    out: str = "runs/bench-retry"
+    """Output directory."""
+    preset: str = "small"
+    """Model size of both arms."""
+    seconds: float = 240.0
+    """Training seconds per arm."""
+    batch_size: int = 64
+    """Sequences per update."""
+    lr: float = 3e-3
+    """Peak learning rate."""
+    retry_fraction: float = 0.3
+    """Share of retry chains in the "retry" arm's data."""
+    eval_problems: int = 300
+    """Held-out problems."""
+    budgets: tuple[int, ...] = (1, 2, 4)
+    """Sequential-strategy budgets (1 = no forcing)."""
+    seed: int = 0
+    """Seed (same initial weights and problem stream for both arms)."""
+
+
+def log(rec: dict, out: Path) -> None:
+    rec = {"bench": "retry", **rec}
+    print(json.dumps(rec), flush=True)
+    append_jsonl(out / "results.jsonl", rec)
+
+
+def reference_source(task, seed: int):
+    buf: list = []
+    state = [seed * 7919]
+
+    def draw(rng: random.Random):
+        if not buf:
+            state[0] += 1
+            buf.extend(task.generate(512, seed=state[0], split="train"))
+        p = buf.pop()
+        return p.question, task.reference(p)
+
+    return draw
+
+
+def train_arm(args: Args, task, arm: str, out: Path):
+    ckpt = out / arm / "checkpoint"
+    if (ckpt / "config.json").exists():
+        return load_checkpoint(ckpt)[:2]
+    torch.manual_seed(args.seed)
+    model, tok = Transformer(ModelConfig.preset(args.preset)), CharTokenizer()
+    source = reference_source(task, args.seed)
+    if arm == "retry":
+        kinds = ("retry", "wait_ok", "wait_fix") + (("backtrack",) if task.name == "countdown" else ())
+        source = mixed(source, retry_examples(task, kinds=kinds, seed=args.seed), args.retry_fraction)
+    stats = fit(model, tok, source, seconds=args.seconds, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    stats.pop("optimizer", None)
+    save_checkpoint(ckpt, model, tok, meta={"stage": f"retry-bench-{arm}", "metrics": stats})
+    log({"what": "train", "arm": arm, **stats}, out)
+    return model, tok
+
+
+def main(args: Args) -> None:
+    from qstar.model.policy import ModelPolicy
+    from qstar.scorers import get_scorer
+    from qstar.search import get_strategy
+
+    configure_threads()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = get_task(args.task)
+    problems = task.generate(args.eval_problems, seed=args.seed, split="test")
+    max_tokens = chain_budget(task, problems) * 2  # room for check lines
+    for arm in ("plain", "retry"):
+        model, tok = train_arm(args, task, arm, out)
+        policy = ModelPolicy(model, tok)
+        for mode in ("wait", "check"):
+            for budget in args.budgets:
+                if mode == "check" and budget == 1:
+                    continue  # identical to wait at budget 1 (no forcing)
+                res = get_strategy("sequential")(policy, get_scorer("none"), problems, budget, mode=mode,
+                                                  max_tokens=max_tokens)
+                right = [bool(task.verify(p, r.answer)) for p, r in zip(problems, res)]
+                checks = [CHECK_PREFIX in r.chain for r in res]
+                caught = [f"{CHECK_PREFIX}" in r.chain and " wrong" in r.chain for r in res]
+                log({"what": "eval", "arm": arm, "mode": mode, "budget": budget,
+                     "accuracy": sum(right) / len(right),
+                     "tokens_per_problem": sum(r.ledger.generated_tokens for r in res) / len(res),
+                     "chains_with_check": sum(checks) / len(res), "chains_with_failed_check": sum(caught) / len(res),
+                     "chains_with_wait": sum(WAIT_STEP + "\n" in r.chain for r in res) / len(res),
+                     "problems": len(res)}, out)
+
+
+if __name__ == "__main__":
+    main(parse_config(Args, sys.argv[1:], prog="benchmarks/retry.py"))

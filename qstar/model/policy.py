@@ -1,0 +1,112 @@
+"""``ModelPolicy``: a qstar checkpoint behind the :class:`qstar.model.types.Policy` seam."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from qstar.model.checkpoint import load_checkpoint
+from qstar.model.model import Transformer
+from qstar.model.sampler import Sample, generate, score_tokens
+from qstar.model.tokenizer import CharTokenizer
+from qstar.model.types import Completion, Prompt
+from qstar.tasks.format import render_prompt
+
+__all__ = ["ModelPolicy"]
+
+
+class ModelPolicy:
+    """Samples chain continuations from a qstar :class:`Transformer`.
+
+    The model sees ``<bos> + render_prompt(question) + partial`` and continues it. With ``stop_at_step`` a
+    completion ends after its first "\\n" (finish "step", the "\\n" is kept in the text); it always ends at <eos>
+    (finish "eos", <eos> not in the text but counted in ``n_tokens``, ``token_ids`` and ``logprobs``) or after
+    ``max_tokens`` (finish "length"). Log-probs are under the raw model distribution (see qstar.model.sampler).
+
+    max_batch: most sample rows (prompts x n) decoded together; larger requests are split into chunks.
+    seed: seeds this policy's private generator (reproducible sequence of calls); None = torch's global RNG.
+    """
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: CharTokenizer,
+        *,
+        name: str = "qstar",
+        max_batch: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.params = model.num_params()
+        self.max_batch = max_batch
+        self.generator = None if seed is None else torch.Generator(model.lm_head.weight.device).manual_seed(seed)
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, *, name: str | None = None, **kwargs) -> ModelPolicy:
+        """Load a checkpoint directory (raises CheckpointError); ``name`` defaults to the directory name."""
+        model, tokenizer, _ = load_checkpoint(directory)
+        return cls(model, tokenizer, name=name or Path(directory).name, **kwargs)
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids the model is conditioned on for ``prompt`` (starts with <bos>)."""
+        return self.tokenizer.encode(render_prompt(prompt.question) + prompt.partial, bos=True)
+
+    def sample(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_tokens: int = 256,
+        stop_at_step: bool = False,
+    ) -> list[list[Completion]]:
+        """``n`` completions per prompt, shape [len(prompts)][n]; temperature 0 = greedy."""
+        if n < 1 or max_tokens < 1:
+            raise ValueError(f"need n >= 1 and max_tokens >= 1, got n={n}, max_tokens={max_tokens}")
+        tok = self.tokenizer
+        stop = {tok.eos_id, tok.newline_id} if stop_at_step else {tok.eos_id}
+        ids = [self.encode(Prompt(*p)) for p in prompts]
+        longest = max(map(len, ids), default=0)
+        limit = self.model.cfg.max_seq_len
+        room = limit - longest
+        if room < 1:
+            raise ValueError(f"prompt of {longest} tokens leaves no room to generate within max_seq_len={limit}")
+        opts = dict(max_new_tokens=min(max_tokens, room), temperature=temperature, top_p=top_p, stop_ids=stop,
+                    generator=self.generator)
+        out: list[list[Completion]] = [[] for _ in ids]
+        if n <= self.max_batch:  # whole prompts per chunk
+            per = self.max_batch // n
+            for c in range(0, len(ids), per):
+                for i, samples in enumerate(generate(self.model, ids[c : c + per], n=n, **opts), start=c):
+                    out[i] = [self._completion(s) for s in samples]
+        else:  # one prompt's n samples span several chunks
+            for i, p in enumerate(ids):
+                for c in range(0, n, self.max_batch):
+                    samples = generate(self.model, [p], n=min(self.max_batch, n - c), **opts)[0]
+                    out[i] += [self._completion(s) for s in samples]  # each chunk prefills the prompt again
+        return out
+
+    def _completion(self, s: Sample) -> Completion:
+        tok = self.tokenizer
+        last = s.tokens[-1] if s.tokens else None
+        finish = {tok.eos_id: "eos", tok.newline_id: "step"}.get(last, "length") if s.finish == "stop" else "length"
+        text_ids = s.tokens[:-1] if finish == "eos" else s.tokens
+        return Completion(
+            text=tok.decode(text_ids),
+            logprobs=s.logprobs,
+            n_tokens=len(s.tokens),
+            prompt_tokens=s.prompt_tokens,
+            finish=finish,
+            token_ids=s.tokens,
+        )
+
+    def logprobs(self, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> list[float]:
+        """Per-token log-probs of ``completion_ids`` after ``prompt_ids`` by one full forward pass (no cache)."""
+        return score_tokens(self.model, prompt_ids, completion_ids)
