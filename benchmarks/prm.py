@@ -18,6 +18,7 @@ final position only, classes not balanced; "lowT", "last", "unbal" ablate those 
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import time
@@ -30,17 +31,19 @@ import qstar  # noqa: F401  (thread env before torch)
 import torch
 
 from qstar.config import parse_config
-from qstar.learn.reward import fit_reward, label_chains, reward_items, sample_chains
+from qstar.learn.reward import fit_reward, label_chains, reward_items
 from qstar.learn.reward_eval import auc, is_correct, selection_accuracy
 from qstar.learn.sft import chain_budget
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
+from qstar.model.types import Prompt
 from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
 from qstar.scorers.learned import LearnedScorer, RewardModel
 from qstar.search.estimators import bootstrap_ci
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
+from qstar.tasks.format import split_chain
 
 
 @dataclass
@@ -136,9 +139,12 @@ def main(args: Args) -> None:
     if (out / "test.jsonl").exists():
         test_rows = read_jsonl(out / "test.jsonl")
     else:
-        chains = sample_chains(policy, test, n=args.n, temperature=args.temperature, max_tokens=max_tokens)
-        test_rows = [{"problem": p.to_json(), "chains": cs, "answers": [task.extract_answer(c) for c in cs],
-                      "correct": [is_correct(p, c) for c in cs]} for p, cs in zip(test, chains)]
+        comps = policy.sample([Prompt(p.question) for p in test], n=args.n, temperature=args.temperature,
+                              max_tokens=max_tokens)
+        test_rows = [{"problem": p.to_json(), "chains": [c.text for c in cs],
+                      "answers": [task.extract_answer(c.text) for c in cs],
+                      "correct": [is_correct(p, c.text) for c in cs],
+                      "mean_logprob": [c.logprob / max(1, c.n_tokens) for c in cs]} for p, cs in zip(test, comps)]
         for r in test_rows:
             append_jsonl(out / "test.jsonl.tmp", r)
         (out / "test.jsonl.tmp").replace(out / "test.jsonl")
@@ -166,8 +172,42 @@ def main(args: Args) -> None:
         log({"what": "fit", "variant": name, "auc": auc(flat, flat_y), "params": rm.num_params(),
              **{k: v for k, v in stats.items()}, **opts}, out)
 
-    # 4) curves on shared random subsets
+    # the policy's own confidence (exp of its mean token log-prob): a free baseline every learned verifier must beat
+    scores["policy-logprob"] = [[math.exp(x) for x in r["mean_logprob"]] for r in test_rows]
+    flat_y = [y for r in test_rows for y in r["correct"]]
+    log({"what": "fit", "variant": "policy-logprob", "auc": auc([x for r in scores["policy-logprob"] for x in r],
+                                                                 flat_y)}, out)
+
+    # 4) what each verifier picks, and curves on shared random subsets
+    for name in scores:
+        diagnose(name, task, problems, test_rows, scores[name], out)
     curves(args, out, test_rows, scores)
+
+
+def diagnose(name: str, task, problems, rows: list[dict], scores: list[list[float]], out: Path) -> None:
+    """Why a verifier ranks badly: what its top pick out of N looks like next to an average sample (length, no
+    answer line, an answer that disagrees with the chain's own last step) and how calibrated its scores are."""
+    implied = getattr(task, "implied_answer", None)
+
+    def inconsistent(p, chain: str) -> bool:
+        steps, answer = split_chain(chain)
+        return implied is not None and answer is not None and implied(p, steps) != answer
+
+    picks = [max(range(len(sc)), key=lambda j: sc[j]) for sc in scores]
+    flat = [(s, y, c, p) for p, r, sc in zip(problems, rows, scores) for s, y, c in zip(sc, r["correct"], r["chains"])]
+    right = [s for s, y, _, _ in flat if y]
+    wrong = [s for s, y, _, _ in flat if not y]
+    chosen = [(r["chains"][j], r["correct"][j], p) for p, r, j in zip(problems, rows, picks)]
+    wrong_chosen = [(c, p) for c, y, p in chosen if not y]
+    frac = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
+    log({"what": "diagnose", "variant": name, "chosen_correct": frac([y for _, y, _ in chosen]),
+         "chosen_len": frac([len(c) for c, _, _ in chosen]), "sample_len": frac([len(c) for _, _, c, _ in flat]),
+         "chosen_no_answer": frac([split_chain(c)[1] is None for c, _, _ in chosen]),
+         "sample_no_answer": frac([split_chain(c)[1] is None for _, _, c, _ in flat]),
+         "chosen_wrong_inconsistent": frac([inconsistent(p, c) for c, p in wrong_chosen]),
+         "sample_wrong_inconsistent": frac([inconsistent(p, c) for _, y, c, p in flat if not y]),
+         "mean_score_right": frac(right), "mean_score_wrong": frac(wrong),
+         "brier": frac([(s - y) ** 2 for s, y, _, _ in flat])}, out)
 
 
 def curves(args: Args, out: Path, rows: list[dict], scores: dict) -> None:

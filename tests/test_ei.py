@@ -37,6 +37,8 @@ def test_collect_verified_dedupes_and_caps():
     assert stats["search/chains"] == 5 and stats["search/sample_accuracy"] == 3 / 5 and stats["search/solved"] == 1
     kept, _ = collect_verified(policy, [p], samples=5, temperature=1.0, max_tokens=64, max_per_problem=1)
     assert len(kept) == 1
+    kept, stats = collect_verified(policy, [p], samples=5, temperature=1.0, max_tokens=64, strategy="majority")
+    assert kept == [(p.question, good)] and stats["search/chains"] == 1  # one chosen chain per problem
     with pytest.raises(ValueError, match="no reference-free checker"):
         collect_verified(policy, [p], samples=1, temperature=1.0, max_tokens=8, verifier="checker")
 

@@ -158,15 +158,18 @@ def test_latest_timeline_drops_rows_a_resumed_trainer_redid():
     assert stages.latest_timeline(mixed) == mixed
 
 
-def test_quick_demo_end_to_end(tmp_path):
+def test_quick_demo_end_to_end(tmp_path, capsys):
     """The real pipeline (SFT -> PRM -> GRPO -> sweep -> report) at toy size, then the report against metrics."""
     from qstar.cli import main
+    from qstar.model.checkpoint import resolve_checkpoint
 
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam",
-                 "--sweep-problems", "4", "--budgets", "1", "2"]) == 0
+    args = ["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam", "--budgets", "1",
+            "2"]
+    assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and Path(summary["checkpoint"], "config.json").is_file()
+    assert resolve_checkpoint(out).resolve() == Path(summary["checkpoint"]).resolve()  # --checkpoint DIR works
     records = read_metrics(out / "metrics.jsonl")
     assert {r["kind"] for r in records} >= {"train", "test"}
     assert {r["stage"] for r in records if r["kind"] == "train"} == {"sft", "rl"}
@@ -176,6 +179,10 @@ def test_quick_demo_end_to_end(tmp_path):
         for p in pts:
             assert f"<td>{label}</td><td>{p['budget']}</td><td>{p['tokens_per_problem']:.0f}</td>" in html
             assert f"{100 * p['accuracy']:.1f}%" in html
-    assert main(["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam",
-                 "--sweep-problems", "4", "--budgets", "1", "2"]) == 0  # resumed: all stages skipped, instant
-    assert main(["demo", "--quick", "--out", str(out)]) == 2  # different config -> refused
+    capsys.readouterr()
+    assert main(args) == 0  # finished run: every stage is skipped
+    err = capsys.readouterr().err
+    assert all(f"{name}: skipped" in err for name in ["data", "sft", "prm", "rl", "sweep", "report"])
+    assert main(["demo", "--quick", "--out", str(out)]) == 2  # a different configuration is refused
+    err = capsys.readouterr().err
+    assert "holds a demo run with a different configuration (" in err and "strategies: [" in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -137,7 +138,7 @@ def test_tiny_prm_fit_lowers_loss():
                         kind="prm")
     tok = CharTokenizer()
     before = reward_loss(model, tok, items)
-    stats = fit_reward(model, tok, items, steps=40, lr=3e-3, batch_size=16)
+    stats = fit_reward(model, tok, items, steps=40, lr=3e-3, batch_size=16, bf16=False)
     after = reward_loss(model, tok, items)
     assert stats["steps"] == 40 and before == pytest.approx(math.log(2), abs=1e-3)  # zero head: p = 0.5
     assert after < 0.5 * before, (before, after)
@@ -178,3 +179,10 @@ def test_train_prm_and_orm_end_to_end(tiny_checkpoint, tmp_path):
         train_prm(RewardConfig(out=str(tmp_path / "x")))
     with pytest.raises(ValueError, match="preset"):
         train_prm(RewardConfig(init=str(tiny_checkpoint), trunk="huge", out=str(tmp_path / "x")))
+    foreign = tmp_path / "gpt2"
+    shutil.copytree(tiny_checkpoint, foreign)
+    conf = json.loads((foreign / "config.json").read_text())
+    (foreign / "config.json").write_text(json.dumps({**conf, "model_type": "gpt2", "architectures": ["GPT2"]}))
+    with pytest.raises(ValueError, match="--init .*not supported"):
+        train_orm(RewardConfig(init=str(foreign), out=str(tmp_path / "y")))
+    assert not (tmp_path / "y").exists()

@@ -75,10 +75,9 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     strategy, budget, want = EFFORTS[cfg.effort]
     scorer, scorer_name = _scorer(cfg.checkpoint, want, get_scorer)
     if policy is None:
-        from qstar.lab.demo import final_checkpoint
-        from qstar.model.policy import ModelPolicy
+        from qstar.lab.sweep import load_policy
 
-        policy = ModelPolicy.from_checkpoint(str(final_checkpoint(cfg.checkpoint)))
+        policy = load_policy(cfg.checkpoint)
     torch.manual_seed(cfg.seed)
     (res,) = get_strategy(strategy)(policy, scorer, [problem], budget, max_tokens=chain_budget(task, [problem]))
     answers = res.info.get("answers") or [res.answer]

@@ -23,7 +23,7 @@ from qstar.lab.stages import STAGES, Ctx, expected_seconds
 from qstar.runio import atomic_write_json
 
 #: files and folders the demo writes in DIR (the only things --force removes)
-OWN = ("stages", "lab.json", "metrics.jsonl", "report.html", "summary.json", "train_compute.png",
+OWN = ("stages", "checkpoint", "lab.json", "metrics.jsonl", "report.html", "summary.json", "train_compute.png",
        "test_compute.png", "report.png")
 MARKER = "DONE.json"
 
@@ -131,7 +131,7 @@ def prepare(run: Path, cfg: DemoConfig) -> None:
     if cfg.force:
         for name in OWN:
             p = run / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     elif pinned.is_file():
         old = json.loads(pinned.read_text()).get("config", {})
         diff = {k: (old.get(k), v) for k, v in fingerprint(cfg).items() if old.get(k) != v}
@@ -224,19 +224,8 @@ def write_summary(run: Path, ctx: Ctx, *, this_run: float) -> dict:
         "config": fingerprint(ctx.cfg),
     }
     atomic_write_json(run / "summary.json", summary)
+    link = run / "checkpoint"  # `--checkpoint DIR` finds the final reasoner: resolve_checkpoint looks in DIR/checkpoint
+    if link.is_symlink() or not link.exists():
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(summary["checkpoint"]).resolve().relative_to(run.resolve()), target_is_directory=True)
     return summary
-
-
-def final_checkpoint(path: str | Path) -> Path:
-    """The final reasoner of a demo run dir (its summary's checkpoint), or ``path`` itself if it is a checkpoint."""
-    p = Path(path)
-    if (p / "config.json").is_file():
-        return p
-    if (p / "summary.json").is_file():
-        ckpt = json.loads((p / "summary.json").read_text()).get("checkpoint")
-        if ckpt and (Path(ckpt) / "config.json").is_file():
-            return Path(ckpt)
-    if (p / "checkpoint" / "config.json").is_file():
-        return p / "checkpoint"
-    raise ValueError(f"no checkpoint at {p}: run `qstar demo --out {p}` first, or pass --checkpoint with a run dir "
-                     "or a Hugging Face checkpoint dir")

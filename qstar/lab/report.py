@@ -7,7 +7,7 @@ import base64
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qstar.lab import analysis, charts, tree_view
@@ -21,7 +21,7 @@ TRAIN_PNG, TEST_PNG, REPORT = "train_compute.png", "test_compute.png", "report.h
 class ReportConfig:
     """Re-render a run's report from its metrics.jsonl."""
 
-    dir: str = "runs/demo"
+    dir: str = field(default="runs/demo", metadata={"positional": True})
     """Run directory holding metrics.jsonl; report.html and the chart PNGs are written next to it."""
     baseline: str = analysis.BASELINE
     """Strategy the efficiency factor and the matched-compute table are measured against."""

@@ -7,6 +7,7 @@ found by key and skipped; a torn last line and trees of an unfinished cell are d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -45,7 +46,7 @@ class SweepConfig:
     scorer: str = "prm"
     """Scorer name from qstar.scorers (a learned prm/orm needs --scorer-checkpoint)."""
     scorer_checkpoint: str = ""
-    """Checkpoint of a learned scorer; '' for programmatic scorers."""
+    """Checkpoint of a learned scorer ('' for programmatic ones; a demo run dir's own PRM is found by itself)."""
     max_tokens: int = 0
     """Cap on tokens per chain; 0 derives it from the task's reference chains."""
     trees: int = 2
@@ -112,8 +113,15 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     runner(cell, cfg) -> (test record without key fields, tree records): defaults to ``ModelCellRunner`` (real
     checkpoints, qstar.search strategies); tests inject scripted ones. on_cell(done, total) reports progress.
     """
+    if cfg.scorer in ("prm", "orm") and not cfg.scorer_checkpoint:  # a demo run dir carries its trained PRM
+        found = [Path(c) / "stages" / cfg.scorer / "checkpoint" for c in cfg.checkpoints]
+        found = [p for p in found if (p / "config.json").is_file()]
+        if found:
+            cfg = dataclasses.replace(cfg, scorer_checkpoint=str(found[0]))
     path, chash = Path(cfg.out), config_hash(cfg)
     cells = grid(cfg)
+    if runner is None:
+        check_config(cfg)
     done = load_done(path, chash, force=cfg.force)
     todo = [c for c in cells if cell_key(c, chash) not in done]
     runner = runner or ModelCellRunner()
@@ -133,6 +141,53 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     return result
 
 
+def check_config(cfg: SweepConfig) -> None:
+    """Fail before the first cell, naming what exists, instead of after an hour of finished cells."""
+    from qstar.scorers import SCORERS
+    from qstar.search import STRATEGIES
+    from qstar.tasks import get_task
+
+    unknown = [s for s in cfg.strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    if cfg.scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {cfg.scorer!r}; choose from {', '.join(SCORERS)}")
+    if cfg.scorer in ("prm", "orm") and not cfg.scorer_checkpoint:
+        raise ValueError(f"scorer {cfg.scorer!r} is learned: pass --scorer-checkpoint (e.g. a `qstar train "
+                         f"{cfg.scorer}` run dir), or use a programmatic scorer (checker, none)")
+    get_task(cfg.task)
+    for c in cfg.checkpoints:
+        resolve_reasoner(c)
+
+
+def resolve_reasoner(path: str | Path) -> Path:
+    """A reasoner checkpoint dir from a checkpoint dir, a demo run dir (its summary's final checkpoint) or a
+    trainer run dir (DIR/checkpoint); ValueError naming what to run otherwise."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p
+    if (p / "summary.json").is_file():
+        ckpt = json.loads((p / "summary.json").read_text()).get("checkpoint")
+        if ckpt and (Path(ckpt) / "config.json").is_file():
+            return Path(ckpt)
+    if (p / "checkpoint" / "config.json").is_file():
+        return p / "checkpoint"
+    raise ValueError(f"no checkpoint at {p}: run `qstar demo --out {p}` first, or pass --checkpoint with a run dir "
+                     "or a Hugging Face checkpoint dir")
+
+
+def load_policy(path: str | Path):
+    """ModelPolicy for ``path`` (see resolve_reasoner); a corrupt checkpoint is a ValueError, not a traceback."""
+    from qstar.model.checkpoint import CheckpointError
+    from qstar.model.policy import ModelPolicy
+
+    ckpt = resolve_reasoner(path)
+    try:
+        return ModelPolicy.from_checkpoint(ckpt, name=model_label(str(ckpt)))
+    except CheckpointError as e:
+        raise ValueError(str(e)) from None
+
+
 class ModelCellRunner:
     """Runs a cell on real checkpoints: caches policies, scorers and the problem set across cells."""
 
@@ -150,9 +205,7 @@ class ModelCellRunner:
 
     def policy(self, checkpoint: str):
         if checkpoint not in self._policies:
-            from qstar.model.policy import ModelPolicy
-
-            self._policies[checkpoint] = ModelPolicy.from_checkpoint(checkpoint)
+            self._policies[checkpoint] = load_policy(checkpoint)
         return self._policies[checkpoint]
 
     def scorer(self, cfg: SweepConfig):

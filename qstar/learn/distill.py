@@ -19,8 +19,7 @@ import torch
 
 from qstar.learn.expert_iteration import VERIFIERS, collect_verified
 from qstar.learn.sft import chain_budget, fit, greedy_accuracy
-from qstar.learn.stages import finish_stage, load_examples, save_examples, start_run
-from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
+from qstar.learn.stages import finish_stage, load_examples, load_model, save_examples, start_run
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 
@@ -81,13 +80,13 @@ def train_distill(cfg: DistillConfig) -> dict:
         raise ValueError("give a positive --seconds or --steps budget")
     student_cfg = ModelConfig.preset(cfg.preset)  # ValueError naming the presets
     configure_threads()
-    out = start_run(cfg.out, force=cfg.force)
     from qstar.tasks import get_task
 
     task = get_task(cfg.task)
+    teacher, tok, _ = load_model(cfg.teacher, flag="--teacher")
+    out = start_run(cfg.out, force=cfg.force)
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
     max_tokens = chain_budget(task, eval_problems or task.generate(8, seed=cfg.seed, split="train"))
-    teacher, tok, _ = load_checkpoint(resolve_checkpoint(cfg.teacher))
     teacher_policy = ModelPolicy(teacher, tok)
 
     # 1) verified teacher traces (cached for resume)

@@ -29,7 +29,15 @@ import torch
 
 from qstar.learn.retry import mixed, retry_examples
 from qstar.learn.sft import chain_budget, fit, greedy_accuracy
-from qstar.learn.stages import finish_stage, load_examples, read_summary, save_examples, stage_done, start_run
+from qstar.learn.stages import (
+    finish_stage,
+    load_examples,
+    load_model,
+    read_summary,
+    save_examples,
+    stage_done,
+    start_run,
+)
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
@@ -187,15 +195,15 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
 
     _check(cfg)
     configure_threads()
-    out = start_run(cfg.out, force=cfg.force)
     task = get_task(cfg.task)
+    model, tok, _ = load_model(cfg.init, flag="--init")  # ValueError for a missing/corrupt/foreign checkpoint
+    out = start_run(cfg.out, force=cfg.force)
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
     max_tokens = chain_budget(task, eval_problems or task.generate(8, seed=cfg.seed, split="train"))
     weights, history = resolve_checkpoint(cfg.init), []
     if (out / "init.json").exists():
         init_acc = json.loads((out / "init.json").read_text())["greedy_accuracy"]
     else:
-        model, tok, _ = load_checkpoint(weights)
         init_acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
         (out / "init.json").write_text(json.dumps({"greedy_accuracy": init_acc, "checkpoint": str(weights)}))
     print(f"ei: start greedy accuracy {init_acc:.3f}", file=sys.stderr)

@@ -9,6 +9,15 @@ advantages and takes a PPO-clip step; it writes
     DIR/metrics.jsonl  rl/*, train/*, reward/* per update and eval/* points
     DIR/resume/        latest weights + optimizer + step while training; a killed run continues from it
 
+Metrics, one JSON line per update: ``rl/reward_mean``/``rl/reward_std`` (over all G*P chains), ``reward/<name>``
+(each weighted reward's mean), ``rl/frac_zero_std`` (share of groups whose rewards are all equal: no signal),
+``rl/all_zero_std`` (1 when every group is so and the update was skipped), ``rl/groups_kept``, ``rl/response_len``
+(tokens per chain, <eos> included), ``rl/truncated_frac`` (chains cut by the token budget), ``rl/entropy`` and
+``rl/logp_gap`` (mean per-token policy entropy, and |training logp - sampler logp|, over the chains the update
+learns from), ``rl/clip_frac``, ``rl/clip_high_frac``, ``rl/ratio_mean``, ``rl/kl`` (k3 estimate vs the reference),
+``train/loss``, ``train/grad_norm``, ``seconds`` (cumulative training time); ``eval/greedy_accuracy`` lines come
+every ``eval_every`` seconds.
+
 How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 - one on-policy update per batch by default, so old_logp = logp.detach() and the ratio is 1 (``epochs`` > 1 reuses
   the batch and the clip becomes active); no value model, no reward model: the verifier is the reward;
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -67,7 +77,8 @@ class GRPOConfig:
     lr: float = 2e-4
     """AdamW learning rate (constant)."""
     loss: str = field(default="grpo", metadata={"choices": sorted(LOSSES)})
-    """Loss: grpo (seq-mean, std-normalised), dr_grpo (length-unbiased, no std), dapo (token-mean, clip-higher)."""
+    """Loss: grpo (seq-mean, std-normalised), dr_grpo (length-unbiased, no std), dapo (token-mean; full DAPO adds
+    --clip-eps-high 0.28 --dynamic-sampling)."""
     clip_eps: float = 0.2
     """PPO clip: the ratio may move to 1 - clip_eps (and 1 + clip_eps) before its gradient is cut."""
     clip_eps_high: float | None = None
@@ -214,10 +225,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     metrics = {k: v for k, v in summary.items() if k not in ("config", "reward_curve")}
     save_checkpoint(out / "checkpoint", model, tok, meta={"stage": "grpo", "config": asdict(cfg), "metrics": metrics})
     atomic_write_json(summary_path, summary)
-    if resume_dir.exists():
-        import shutil
-
-        shutil.rmtree(resume_dir, ignore_errors=True)
+    shutil.rmtree(resume_dir, ignore_errors=True)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "reward_curve")}))
     return summary
 
@@ -236,10 +244,9 @@ def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfi
     chunks = []
     for c in range(0, len(order), cfg.micro_batch):
         idx = order[c : c + cfg.micro_batch]
-        ids, mask = _pack([prompts[i] for i in idx], [samples[i] for i in idx])
-        ref_logp = _token_logp(ref, ids, bf16=cfg.bf16)[0] if ref is not None else None
-        chunks.append({"ids": ids, "mask": mask, "adv": adv[idx], "ref": ref_logp, "old": None,
-                       "sampler": _sampler_logp([prompts[i] for i in idx], [samples[i] for i in idx], mask)})
+        ids, mask, sampler = _pack([prompts[i] for i in idx], [samples[i] for i in idx])
+        ref_logp = _token_logp(ref, ids, mask, bf16=cfg.bf16)[0] if ref is not None else None
+        chunks.append({"ids": ids, "mask": mask, "adv": adv[idx], "ref": ref_logp, "old": None, "sampler": sampler})
     n_tok = sum(float(ch["mask"].sum()) for ch in chunks)
     model.train()
     stats: dict = {"rl/entropy": 0.0, "rl/logp_gap": 0.0}
@@ -247,7 +254,7 @@ def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfi
         opt.zero_grad(set_to_none=True)
         total, sums = 0.0, {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 0.0}
         for ch in chunks:
-            logp, entropy = _token_logp(model, ch["ids"], bf16=cfg.bf16)
+            logp, entropy = _token_logp(model, ch["ids"], ch["mask"], bf16=cfg.bf16)
             mask, w = ch["mask"], float(ch["mask"].sum()) / n_tok  # this chunk's share of the tokens
             if ch["old"] is None:
                 ch["old"] = logp.detach()
@@ -273,38 +280,32 @@ def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfi
     return {**stats, "nonfinite": False}
 
 
-def _sampler_logp(prompts: list[list[int]], samples, mask: torch.Tensor) -> torch.Tensor:
-    """The sampler's own log-probabilities laid out like ``_pack``'s targets [B, L-1]."""
-    out = torch.zeros_like(mask)
-    for b, (p, s) in enumerate(zip(prompts, samples)):
-        out[b, _start(p) : _start(p) + len(s.logprobs)] = torch.tensor(s.logprobs)
-    return out
-
-
-def _start(prompt: list[int]) -> int:
-    """Index in the shifted targets where a completion after ``prompt`` begins."""
-    return len(prompt) - 1
-
-
-def _pack(prompts: list[list[int]], samples) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded prompt + completion ids [B, L] and a target mask [B, L-1] (1 where target L+1 is generated)."""
+def _pack(prompts: list[list[int]], samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded prompt + completion ids [B, L], the target mask [B, L-1] (1 where target t+1 was generated) and
+    the sampler's own log-probabilities in the same layout [B, L-1]."""
     width = max(len(p) + len(s.tokens) for p, s in zip(prompts, samples))
     ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    mask = torch.zeros(len(prompts), width - 1)
+    mask, sampler = torch.zeros(len(prompts), width - 1), torch.zeros(len(prompts), width - 1)
     for b, (p, s) in enumerate(zip(prompts, samples)):
         ids[b, : len(p) + len(s.tokens)] = torch.tensor(p + s.tokens, dtype=torch.long)
-        mask[b, _start(p) : _start(p) + len(s.tokens)] = 1.0
-    return ids, mask
+        start = len(p) - 1  # the target at position t is token t+1: the first completion token sits at len(p) - 1
+        mask[b, start : start + len(s.tokens)] = 1.0
+        sampler[b, start : start + len(s.tokens)] = torch.tensor(s.logprobs)
+    return ids, mask, sampler
 
 
-def _token_logp(model, ids: torch.Tensor, *, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of each next token [B, L-1] (with grad when enabled) and the distribution's entropy (no grad)."""
+def _token_logp(model, ids: torch.Tensor, mask: torch.Tensor, *, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each next token [B, L-1] (with grad when enabled; 0 where ``mask`` is 0) and the
+    distribution's entropy there (no grad). The output head runs only on masked-in (completion) positions."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(ids[:, :-1])
+        hidden = model.hidden(ids[:, :-1])
+        where = mask.nonzero(as_tuple=True)
+        logits = model.lm_head(hidden[where])  # [N, V] for the N completion tokens only
     logp_all = F.log_softmax(logits.float(), dim=-1)
     with torch.no_grad():
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp_all.gather(-1, ids[:, 1:, None]).squeeze(-1), entropy
+        entropy = torch.zeros_like(mask).index_put(where, -(logp_all.exp() * logp_all).sum(-1))
+    picked = logp_all.gather(-1, ids[:, 1:][where][:, None]).squeeze(-1)
+    return torch.zeros_like(mask).index_put(where, picked), entropy
 
 
 # --------------------------------------------------------------------------------------------------- run plumbing

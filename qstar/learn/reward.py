@@ -33,11 +33,11 @@ import torch.nn.functional as F
 
 from qstar.learn.reward_eval import evaluate_scorer, is_correct
 from qstar.learn.sft import chain_budget
-from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
+from qstar.learn.stages import load_model, start_run
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
-from qstar.runio import append_jsonl, atomic_write_json, read_jsonl, reset_run_dir
+from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
 from qstar.scorers.learned import (
     AGGREGATIONS,
     LearnedScorer,
@@ -218,7 +218,7 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
     rng = random.Random(seed)
     order: list[int] = []
-    step, trained, loss_ema, first = 0, 0.0, float("nan"), float("nan")
+    step, trained, loss_ema, first, bad = 0, 0.0, float("nan"), float("nan"), 0
     model.train()
     while (steps is None or step < steps) and (seconds is None or trained < seconds):
         t0 = time.perf_counter()
@@ -239,8 +239,14 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         if w.sum() == 0:  # a batch of untrained positions only
             continue
         loss = (F.binary_cross_entropy_with_logits(logits[rows, cols], y, reduction="none") * w).sum() / w.sum()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"reward model loss became {loss.item()} at step {step}; lower --lr")
+        if not torch.isfinite(loss):  # skip the update (as sft.fit does); give up if it keeps happening
+            bad += 1
+            print(f"warning: non-finite reward loss at step {step}; update skipped", file=sys.stderr)
+            if bad >= 5:
+                raise ValueError(f"reward model loss was non-finite for {bad} updates in a row; lower --lr")
+            step += 1
+            continue
+        bad = 0
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -286,15 +292,12 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
 
     _check(cfg, kind)
     configure_threads()
-    out = Path(cfg.out)
-    if (out / "summary.json").exists() and not cfg.force:
-        raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
-    if cfg.force:
-        reset_run_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     task = get_task(cfg.task)
-    policy_model, tok, _ = load_checkpoint(resolve_checkpoint(cfg.init))
+    policy_model, tok, _ = load_model(cfg.init, flag="--init")
+    if cfg.labels and not Path(cfg.labels).is_file():
+        raise ValueError(f"--labels {cfg.labels}: no such file (a labels.jsonl written by an earlier run)")
+    out = start_run(cfg.out, force=cfg.force)
+    torch.manual_seed(cfg.seed)
     policy = ModelPolicy(policy_model, tok)
     train_problems = task.generate(cfg.problems, seed=cfg.seed, split="train")
     max_tokens = chain_budget(task, train_problems)
@@ -329,7 +332,7 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
     scorer = LearnedScorer(model, tok, aggregation=cfg.aggregation)
     metrics: dict = {}
     if cfg.eval_problems:
-        policy = ModelPolicy(load_checkpoint(resolve_checkpoint(cfg.init))[0], tok)
+        policy = ModelPolicy(load_model(cfg.init, flag="--init")[0], tok)
         eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
         chains = sample_chains(policy, eval_problems, n=cfg.eval_samples, temperature=cfg.temperature,
                                max_tokens=chain_budget(task, eval_problems))

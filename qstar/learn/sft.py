@@ -22,16 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import qstar  # noqa: F401  (thread env before torch)
 import torch
 import torch.nn.functional as F
 
-from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
+import qstar  # noqa: F401  (thread env before torch)
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads, matmul_peak_flops, train_flops
 from qstar.model.policy import ModelPolicy
 from qstar.model.tokenizer import CharTokenizer
+from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
 from qstar.tasks.format import render_prompt

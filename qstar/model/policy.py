@@ -70,6 +70,8 @@ class ModelPolicy:
         """``n`` completions per prompt, shape [len(prompts)][n]; temperature 0 = greedy."""
         if n < 1 or max_tokens < 1:
             raise ValueError(f"need n >= 1 and max_tokens >= 1, got n={n}, max_tokens={max_tokens}")
+        if not prompts:
+            return []
         tok = self.tokenizer
         stop = {tok.eos_id, tok.newline_id} if stop_at_step else {tok.eos_id}
         ids = [self.encode(Prompt(*p)) for p in prompts]

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import Transformer
 from qstar.model.tokenizer import CharTokenizer
 from qstar.tasks.base import Problem
@@ -173,15 +173,10 @@ def save_reward_model(directory: str | Path, model: RewardModel, tokenizer: Char
     return save_checkpoint(directory, model.trunk, tokenizer, meta={**meta, "reward": head})
 
 
-def _resolve(path: str | Path) -> Path:
-    """A run directory (holding checkpoint/) or the checkpoint directory itself."""
-    p = Path(path)
-    return p / "checkpoint" if (p / "checkpoint" / "config.json").exists() else p
-
-
 def load_reward_model(directory: str | Path) -> tuple[RewardModel, CharTokenizer, dict]:
-    """(model in eval mode, tokenizer, meta). CheckpointError for a directory that is not a reward model."""
-    d = _resolve(directory)
+    """(model in eval mode, tokenizer, meta) from a run dir or checkpoint dir; CheckpointError for a directory that
+    is not a reward model (e.g. a policy checkpoint)."""
+    d = resolve_checkpoint(directory)
     trunk, tok, meta = load_checkpoint(d)
     head = meta.get("reward")
     if not isinstance(head, dict):
