@@ -49,7 +49,11 @@ class Args:
     temperature: float = 0.8
     """Sampling temperature of the search."""
     ei_seconds: float = 60.0
-    """SFT seconds per round on the kept chains."""
+    """SFT seconds per round on the kept chains (ignored when --ei-steps is set)."""
+    ei_steps: int = 0
+    """SFT updates per round instead of a time budget (0: use --ei-seconds)."""
+    ei_lr: float = 1e-3
+    """SFT learning rate in the rounds."""
     reference_fraction: float = 0.0
     """Reference chains mixed into each round's SFT data."""
     retry_fraction: float = 0.0
@@ -98,7 +102,8 @@ def main(args: Args) -> None:
         sft_dir = run / "checkpoint"
     ei = ExpertIterationConfig(init=str(sft_dir), task=args.task, out=str(out / "ei"), rounds=args.rounds,
                                problems=args.problems, samples=args.samples, temperature=args.temperature,
-                               verifier="checker", seconds=args.ei_seconds, reference_fraction=args.reference_fraction,
+                               verifier="checker", seconds=args.ei_seconds, steps=args.ei_steps, lr=args.ei_lr,
+                               reference_fraction=args.reference_fraction,
                                retry_fraction=args.retry_fraction, eval_problems=args.eval_problems, seed=args.seed)
     summary = json.loads((out / "ei" / "summary.json").read_text()) if (out / "ei" / "summary.json").exists() \
         else train_expert_iteration(ei)

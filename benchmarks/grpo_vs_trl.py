@@ -7,8 +7,9 @@ the same checkpoint (TRL loads it with ``AutoModelForCausalLM.from_pretrained``)
 <bos>, ``problems_per_batch`` x ``group_size`` completions per update, the same completion budget, temperature 1,
 lr, the ``grpo`` loss without KL (beta 0), one on-policy update per generation, fp32, AdamW, grad clip 1. Each side
 runs ``warmup`` untimed updates first. Completions stop at <eos> on both sides; mean completion tokens per update are
-reported for each so a length difference is visible. Prints one JSON line with qstar_s_per_update,
-trl_s_per_update and speedup. Without ``--init`` an SFT checkpoint is trained first (``--sft-seconds``).
+reported for each so a length difference is visible, and the sampling share of each update. Per-update times are
+medians over the timed updates. Prints one JSON line with qstar_s_per_update, trl_s_per_update and speedup.
+Without ``--init`` an SFT checkpoint is trained first (``--sft-seconds``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class BenchConfig:
     updates: int = 5
     """Timed updates per side."""
     warmup: int = 1
-    """Untimed updates per side before timing."""
+    """Untimed updates per side before timing (>= 1: startup costs land there)."""
     lr: float = 2e-4
     """Learning rate (both sides)."""
     threads: int = 0
@@ -68,9 +69,11 @@ def run_qstar(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
     clock = [0.0] + [r["seconds"] for r in rows]
     per = [clock[i + 1] - clock[i] for i in range(b.warmup, len(rows))]
     n = b.problems_per_batch * b.group_size
-    return {"s_per_update": statistics.mean(per), "tokens_per_update": statistics.mean(
-        r["rl/response_len"] * n for r in rows[b.warmup:]), "skipped": s["skipped_updates"] + s["zero_signal_updates"],
-        "reward_mean": statistics.mean(r["rl/reward_mean"] for r in rows)}
+    timed = rows[b.warmup:]
+    return {"s_per_update": statistics.median(per), "tokens_per_update": statistics.mean(
+        r["rl/response_len"] * n for r in timed), "skipped": s["skipped_updates"] + s["zero_signal_updates"],
+        "reward_mean": statistics.mean(r["rl/reward_mean"] for r in rows),
+        "sample_s": statistics.median(r["time/sample"] for r in timed)}
 
 
 def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
@@ -90,11 +93,10 @@ def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
         return correctness([Problem.from_json(json.loads(s)) for s in problem], completions)
 
     class Clock(TrainerCallback):
-        def __init__(self):
-            self.starts, self.ends, self.lengths = [], [], []
+        """Wall time between consecutive update ends: generation, rewards, loss, step and TRL's own bookkeeping."""
 
-        def on_step_begin(self, args, state, control, **kw):
-            self.starts.append(time.perf_counter())
+        def __init__(self):
+            self.ends, self.lengths = [], []
 
         def on_step_end(self, args, state, control, **kw):
             self.ends.append(time.perf_counter())
@@ -116,17 +118,31 @@ def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
     clock = Clock()
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds,
                           processing_class=AutoTokenizer.from_pretrained(ckpt), callbacks=[clock])
+    generation = []  # seconds in TRL's sampling call per update
+    real_generate = trainer._generate
+
+    def timed_generate(*args, **kw):
+        t0 = time.perf_counter()
+        try:
+            return real_generate(*args, **kw)
+        finally:
+            generation.append(time.perf_counter() - t0)
+
+    trainer._generate = timed_generate
     trainer.train()
-    per = [e - s for s, e in zip(clock.starts, clock.ends)][b.warmup:]
+    per = [clock.ends[i] - clock.ends[i - 1] for i in range(b.warmup, len(clock.ends))]
     n = b.problems_per_batch * b.group_size
-    return {"s_per_update": statistics.mean(per), "tokens_per_update": statistics.mean(
-        length * n for length in clock.lengths[b.warmup:]) if clock.lengths else None}
+    return {"s_per_update": statistics.median(per), "tokens_per_update": statistics.mean(
+        length * n for length in clock.lengths[b.warmup:]) if clock.lengths else None,
+        "sample_s": statistics.median(generation[b.warmup:]) if len(generation) > b.warmup else None}
 
 
 def main(argv: list[str] | None = None) -> dict:
     import torch  # after qstar, which sets the thread environment first
 
     b = parse_config(BenchConfig, argv, prog="benchmarks/grpo_vs_trl.py")
+    if b.warmup < 1 or b.updates < 1:
+        raise SystemExit("need --warmup >= 1 and --updates >= 1")
     threads = configure_threads(b.threads or None)
     tmp = Path(tempfile.mkdtemp(prefix="qstar_bench_trl_"))
     init = b.init
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         "trl_s_per_update": round(t["s_per_update"], 4), "speedup": round(t["s_per_update"] / q["s_per_update"], 2),
         "qstar_completion_tokens_per_update": round(q["tokens_per_update"], 1),
         "trl_completion_tokens_per_update": t["tokens_per_update"] and round(t["tokens_per_update"], 1),
+        "qstar_sample_s": round(q["sample_s"], 4), "trl_sample_s": t["sample_s"] and round(t["sample_s"], 4),
         "qstar_skipped_updates": q["skipped"], "qstar_reward_mean": round(q["reward_mean"], 4),
         "completions_per_update": b.problems_per_batch * b.group_size, "max_completion_tokens": max_new,
         "threads": threads, "device": "cpu", "trl_version": trl.__version__, "torch_version": torch.__version__,

@@ -2,11 +2,12 @@
 
     python benchmarks/retry.py --task mult --seconds 240
 
-Two fresh models of the same size get the same training time: "plain" on reference chains only, "retry" on
-reference chains mixed with ``--retry-fraction`` check-and-retry chains (qstar.learn.retry: inline retries,
-Wait + re-check passes, and Countdown backtracking traces for Countdown). Both are evaluated on the same held-out
-problems with greedy decoding and with the sequential strategy (mode "wait" = budget forcing, and mode "check")
-at budgets 1, 2, 4: accuracy, generated tokens per problem, and how often a chain contains a check line.
+Two models get the same training budget, from scratch or both from the same --init checkpoint: "plain" on
+reference chains only, "retry" on reference chains mixed with ``--retry-fraction`` check-and-retry chains
+(qstar.learn.retry: inline retries, Wait + re-check passes, and backtracking traces for Countdown). Both are
+evaluated on the same held-out problems with the sequential strategy (mode "wait" = budget forcing, and mode
+"check") at budgets 1, 2, 4 (budget 1 = plain greedy): accuracy, generated tokens per problem, and how often a
+chain contains a check line.
 JSON lines on stdout and OUT/results.jsonl; checkpoints in OUT/<arm>/checkpoint (reused on rerun).
 """
 
@@ -24,15 +25,15 @@ import qstar  # noqa: F401  (thread env before torch)
 import torch
 
 from qstar.config import parse_config
-from qstar.learn.retry import mixed, retry_examples
+from qstar.learn.retry import mixed, parse_check, retry_examples
 from qstar.learn.sft import chain_budget, fit
-from qstar.model.checkpoint import load_checkpoint, save_checkpoint
+from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.tokenizer import CharTokenizer
 from qstar.runio import append_jsonl
 from qstar.tasks import get_task
-from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP
+from qstar.tasks.format import WAIT_STEP
 
 
 @dataclass
@@ -43,10 +44,14 @@ class Args:
     """Task name (mult, countdown, ...)."""
     out: str = "runs/bench-retry"
     """Output directory."""
+    init: str = ""
+    """Start both arms from this checkpoint (e.g. an SFT run) instead of fresh --preset models."""
     preset: str = "small"
-    """Model size of both arms."""
+    """Model size of both arms when training from scratch."""
     seconds: float = 240.0
-    """Training seconds per arm."""
+    """Training seconds per arm (ignored when --steps is set)."""
+    steps: int = 0
+    """Training updates per arm instead of a time budget (0: use --seconds)."""
     batch_size: int = 64
     """Sequences per update."""
     lr: float = 3e-3
@@ -86,12 +91,16 @@ def train_arm(args: Args, task, arm: str, out: Path):
     if (ckpt / "config.json").exists():
         return load_checkpoint(ckpt)[:2]
     torch.manual_seed(args.seed)
-    model, tok = Transformer(ModelConfig.preset(args.preset)), CharTokenizer()
+    if args.init:
+        model, tok, _ = load_checkpoint(resolve_checkpoint(args.init))
+    else:
+        model, tok = Transformer(ModelConfig.preset(args.preset)), CharTokenizer()
     source = reference_source(task, args.seed)
     if arm == "retry":
         kinds = ("retry", "wait_ok", "wait_fix") + (("backtrack",) if task.name == "countdown" else ())
         source = mixed(source, retry_examples(task, kinds=kinds, seed=args.seed), args.retry_fraction)
-    stats = fit(model, tok, source, seconds=args.seconds, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    stats = fit(model, tok, source, seconds=None if args.steps else args.seconds, steps=args.steps or None,
+                lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     stats.pop("optimizer", None)
     save_checkpoint(ckpt, model, tok, meta={"stage": f"retry-bench-{arm}", "metrics": stats})
     log({"what": "train", "arm": arm, **stats}, out)
@@ -119,8 +128,9 @@ def main(args: Args) -> None:
                 res = get_strategy("sequential")(policy, get_scorer("none"), problems, budget, mode=mode,
                                                   max_tokens=max_tokens)
                 right = [bool(task.verify(p, r.answer)) for p, r in zip(problems, res)]
-                checks = [CHECK_PREFIX in r.chain for r in res]
-                caught = [f"{CHECK_PREFIX}" in r.chain and " wrong" in r.chain for r in res]
+                verdicts = [[parse_check(line) for line in r.chain.split("\n")] for r in res]
+                checks = [any(v is not None for v in vs) for vs in verdicts]
+                caught = [any(v is not None and not v[1] for v in vs) for vs in verdicts]
                 log({"what": "eval", "arm": arm, "mode": mode, "budget": budget,
                      "accuracy": sum(right) / len(right),
                      "tokens_per_problem": sum(r.ledger.generated_tokens for r in res) / len(res),

@@ -66,14 +66,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             default = f.default_factory()  # type: ignore[misc]
         help_ = docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
         if f.metadata.get("positional"):
-            parser.add_argument(f.name, type=tp, nargs="?" if default is not None else None, default=default, help=help_)
+            nargs = "?" if default is not None else None
+            parser.add_argument(f.name, type=tp, nargs=nargs, default=default, help=help_)
         elif tp is bool:
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)
         else:
-            choices = f.metadata.get("choices")
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=tp, nargs="+" if seq else None,
-                                default=default, choices=choices, help=help_, required=f.metadata.get("required", False))
+                                default=default, choices=f.metadata.get("choices"), help=help_,
+                                required=f.metadata.get("required", False))
 
 
 def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qstar.lab.ask import AskConfig, run_ask
-from qstar.lab.routes import route
 from qstar.model.types import Completion
+from qstar.tasks.routes import route
 
 
 @pytest.mark.parametrize("question,task,prompt,answer", [
@@ -75,6 +75,10 @@ def test_agreement_and_checker_decide_confidence(capsys):
     assert "Thinking:" in text and "Answer: 3" in text and "2 of 3 samples agree" in text
     wrong = run_ask(AskConfig(question=q, effort="low"), policy=Voter(["2"]))
     assert wrong["status"] == "unsure" and "fails the letters task's own check" in wrong["message"]
+    ages = run_ask(AskConfig(question="Will is 21 years older than Olga and the sum of their ages is 35. How old "
+                                      "are they?", effort="low"), policy=Voter(["28 and 7"]))
+    assert ages["task"] == "ages" and ages["status"] == "answered" and ages["checked"] is None
+    assert ages["verified"] is None  # the family was recognised, not parsed: agreement is the only evidence
     split = run_ask(AskConfig(question="what is 12 times 34", effort="medium"),
                     policy=Voter(["408", "407", "406", "405"]))  # mult has no reference-free check
     assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 8

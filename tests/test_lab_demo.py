@@ -165,7 +165,7 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "demo"
     args = ["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam", "--budgets", "1",
-            "2"]
+            "2", "--sft-seconds", "3", "--rl-seconds", "2", "--eval-problems", "8"]  # --quick, trimmed for the suite
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and Path(summary["checkpoint"], "config.json").is_file()

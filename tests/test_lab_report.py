@@ -82,6 +82,7 @@ def test_interpolate_never_extrapolates():
     pts = [{"tokens_per_problem": 10, "accuracy": 0.2}, {"tokens_per_problem": 40, "accuracy": 0.6}]
     assert analysis.interpolate(pts, 20) == pytest.approx(0.4)  # halfway in log2 space
     assert analysis.interpolate(pts, 5) is None and analysis.interpolate(pts, 80) is None
+    assert analysis.interpolate(pts, 41) == 0.6 and analysis.interpolate(pts, 9.7) == 0.2  # within 5% of an end
 
 
 def test_verdicts_call_flat_and_losing_curves_by_name(tmp_path):

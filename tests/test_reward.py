@@ -15,6 +15,7 @@ from qstar.learn.reward import RewardConfig, fit_reward, mc_step_labels, reward_
 from qstar.learn.reward_eval import auc, reward_loss, selection_accuracy
 from qstar.model.checkpoint import CheckpointError, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
+from qstar.model.policy import ModelPolicy
 from qstar.model.tokenizer import CharTokenizer
 from qstar.model.types import Completion
 from qstar.scorers import get_scorer
@@ -27,6 +28,7 @@ from qstar.scorers.learned import (
     load_scorer,
     save_reward_model,
 )
+from qstar.search import get_strategy
 from qstar.search.types import Scorer
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
@@ -169,6 +171,10 @@ def test_train_prm_and_orm_end_to_end(tiny_checkpoint, tmp_path):
     assert 0 <= s["eval/best_of_n"] <= 1 and "eval/auc" in s
     scorer = get_scorer("prm", checkpoint=str(tmp_path / "prm"))
     assert scorer.name == "prm" and json.loads((tmp_path / "prm" / "summary.json").read_text())["kind"] == "prm"
+    # the trained PRM guides a step-level search through the Scorer protocol
+    problems = get_task("decimals").generate(2, seed=5, split="test")
+    results = get_strategy("beam")(ModelPolicy.from_checkpoint(tiny_checkpoint), scorer, problems, 2, width=2)
+    assert len(results) == 2 and all(r.ledger.scored_tokens > 0 and r.info["scorer"] == "prm" for r in results)
     with pytest.raises(ValueError, match="already holds a finished run"):
         train_prm(cfg)
     labels = tmp_path / "prm" / "labels.jsonl"

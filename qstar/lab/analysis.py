@@ -14,6 +14,7 @@ import numpy as np
 FLAT_POINTS = 5.0  # a curve whose accuracy span is below this many percentage points is called "flat"
 BASELINE = "best_of_n"  # the strategy the efficiency factor is measured against
 SIMPLE_BASELINE = "majority"  # a strategy "loses" when it is below this one at matched compute
+END_SLACK = 1.05  # matched-compute levels this close (ratio) beyond a curve's end use that end's measured value
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -89,16 +90,24 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
 
 
 def interpolate(points: list[dict], tokens: float) -> float | None:
-    """Accuracy at ``tokens`` by linear interpolation in log(tokens) between measured points; None outside range."""
-    xs = [p["tokens_per_problem"] for p in points]
-    if not points or tokens < xs[0] * (1 - 1e-9) or tokens > xs[-1] * (1 + 1e-9):
+    """Accuracy at ``tokens``: linear in log(tokens) between measured points; a level within ``END_SLACK`` of a
+    curve's first or last point takes that point's measured value (costs at equal N differ by a few tokens);
+    None further out (never extrapolated)."""
+    if not points:
         return None
+    lo, hi = points[0]["tokens_per_problem"], points[-1]["tokens_per_problem"]
+    if tokens < lo / END_SLACK or tokens > hi * END_SLACK:
+        return None
+    if tokens <= lo:
+        return points[0]["accuracy"]
+    if tokens >= hi:
+        return points[-1]["accuracy"]
     for a, b in zip(points, points[1:]):
         if a["tokens_per_problem"] <= tokens <= b["tokens_per_problem"]:
             span = math.log(b["tokens_per_problem"]) - math.log(a["tokens_per_problem"])
             frac = 0.0 if span == 0 else (math.log(tokens) - math.log(a["tokens_per_problem"])) / span
             return a["accuracy"] + frac * (b["accuracy"] - a["accuracy"])
-    return points[-1]["accuracy"] if len(points) == 1 or tokens >= xs[-1] else points[0]["accuracy"]
+    return None
 
 
 def tokens_to_reach(points: list[dict], target: float) -> tuple[float, bool] | None:

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qstar.lab.routes import RECOGNISERS, route
 from qstar.tasks.format import split_chain
+from qstar.tasks.routes import RECOGNISERS, route
 
 #: effort -> (strategy, budget N, scorer wanted); "prm" falls back to "none" when the run has no trained PRM
 EFFORTS: dict[str, tuple[str, int, str]] = {
@@ -24,7 +24,7 @@ EFFORTS: dict[str, tuple[str, int, str]] = {
     "high": ("weighted_best_of_n", 16, "prm"),
 }
 SKILLS = ("count a letter in a word, multiply whole numbers, compare two decimals, decode a Caesar cipher with a "
-          "given shift, or solve a Countdown numbers puzzle")
+          "given shift, solve a Countdown numbers puzzle, or work out two people's ages")
 
 
 @dataclass
@@ -78,13 +78,18 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
         from qstar.lab.sweep import load_policy
 
         policy = load_policy(cfg.checkpoint)
+    # a family the router only recognised (no parsed data, no gold) has no reference chain, checker or verifier:
+    # its token budget comes from the task's own held-out problems
+    parsed = bool(problem.answer)
+    max_tokens = chain_budget(task, [problem] if parsed else task.generate(64, seed=0, split="test"))
     torch.manual_seed(cfg.seed)
-    (res,) = get_strategy(strategy)(policy, scorer, [problem], budget, max_tokens=chain_budget(task, [problem]))
+    (res,) = get_strategy(strategy)(policy, scorer, [problem], budget, max_tokens=max_tokens)
     answers = res.info.get("answers") or [res.answer]
     agreement = sum(a == res.answer for a in answers) / len(answers) if res.answer is not None else 0.0
     steps, _ = split_chain(res.chain)
-    check = task.check(problem, res.answer)  # reference-free: judges from the question alone (None: no checker)
-    correct = bool(task.verify(problem, res.answer))
+    # reference-free check (judges from the question alone; None: the task has none) and the exact verifier
+    check = task.check(problem, res.answer) if parsed else None
+    correct = bool(task.verify(problem, res.answer)) if parsed else None
     out = {"question": cfg.question, "task": problem.task, "prompt": problem.question, "thinking": steps,
            "answer": res.answer, "agreement": agreement, "samples": len(answers), "strategy": strategy,
            "budget": budget, "scorer": scorer_name, "checked": check, "verified": correct}

@@ -95,6 +95,8 @@ QUICK: dict[str, object] = {
     "budgets": [1, 2, 4], "sweep_problems": 4, "sweep_max_tokens": 64, "trees": 1,
 }
 NOT_CONFIG = ("out", "quick", "force")  # fields that do not change the results
+POSITIVE = ("eval_problems", "sft_seconds", "sft_evals", "sft_batch_size", "prm_problems", "prm_samples",
+            "prm_mc_samples", "rl_evals", "rl_problems_per_batch", "rl_group_size", "sweep_problems")
 
 
 def resolve(cfg: DemoConfig) -> DemoConfig:
@@ -102,22 +104,22 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     if cfg.quick:
         defaults = DemoConfig()
         cfg = dataclasses.replace(cfg, **{k: v for k, v in QUICK.items() if getattr(cfg, k) == getattr(defaults, k)})
-    problems = [f"{k} must be > 0" for k in ("eval_problems", "sft_seconds", "sft_evals", "sft_batch_size",
-                                              "prm_problems", "prm_samples", "prm_mc_samples", "rl_evals",
-                                              "rl_problems_per_batch", "rl_group_size", "sweep_problems")
-                if getattr(cfg, k) <= 0]
-    problems += ["rl_seconds must be >= 0"] if cfg.rl_seconds < 0 else []
-    problems += ["prm_seconds must be > 0 for a learned scorer"] if cfg.scorer in ("prm", "orm") and \
-        cfg.prm_seconds <= 0 else []
-    problems += ["give at least one strategy, budget and seed"] if not (cfg.strategies and cfg.budgets and
-                                                                       cfg.seeds) else []
-    problems += [f"budgets must be >= 1, got {cfg.budgets}"] if any(b < 1 for b in cfg.budgets) else []
+    errors = [f"{k} must be > 0" for k in POSITIVE if getattr(cfg, k) <= 0]
+    if cfg.rl_seconds < 0:
+        errors.append("rl_seconds must be >= 0 (0 skips RL)")
+    if cfg.scorer in ("prm", "orm") and cfg.prm_seconds <= 0:
+        errors.append(f"prm_seconds must be > 0 to train the {cfg.scorer} scorer")
+    if not (cfg.strategies and cfg.budgets and cfg.seeds):
+        errors.append("give at least one strategy, budget and seed")
+    if any(b < 1 for b in cfg.budgets):
+        errors.append(f"budgets must be >= 1, got {cfg.budgets}")
     from qstar.search import STRATEGIES
 
     unknown = [s for s in cfg.strategies if s not in STRATEGIES]
-    problems += [f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}"] if unknown else []
-    if problems:
-        raise ValueError("invalid demo config: " + "; ".join(problems))
+    if unknown:
+        errors.append(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    if errors:
+        raise ValueError("invalid demo config: " + "; ".join(errors))
     return cfg
 
 
@@ -165,7 +167,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run (or continue) every stage, then write DIR/summary.json; returns the summary."""
     t0 = time.perf_counter()
     cfg = resolve(cfg)
-    run = Path(cfg.out)
+    run = Path(cfg.out).resolve()  # stage markers hold absolute paths, valid from any working directory
     prepare(run, cfg)
     expected = expected_seconds(cfg)
     progress = StageProgress([(n, expected[n]) for n in STAGES])

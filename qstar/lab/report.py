@@ -76,6 +76,8 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _table(head: list[str], rows: list[list[str]], cls: str) -> str:
+    if not rows:
+        return f"<p class='note {cls}'>No points were measured.</p>"
     th = "".join(f"<th>{h}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table class='{cls}'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
@@ -150,7 +152,8 @@ tokens per problem, one line per strategy, seeds pooled; bands are 95% bootstrap
 Another strategy's cost = where its curve first crosses the target, interpolated linearly in log(tokens) between
 measured points, never extrapolated.</p></section>
 <section id="matched"><h2>Accuracy at matched compute</h2>{_matched_table(res["matched"])}
-<p class="note">Columns are the baseline's measured token costs; other curves are interpolated in log(tokens);
+<p class="note">Columns are the baseline's measured token costs; other curves are interpolated in log(tokens)
+(a column within {round(100 * (analysis.END_SLACK - 1))}% of a curve's end takes that end's measured value);
 &ndash; means that curve was not measured that far.</p></section>
 <section id="test-points"><h2>Every test-time point</h2>{_test_table(res["test_curves"])}</section>
 <section id="train-points"><h2>Every train-time checkpoint</h2>{_train_table(res["train_curve"])}</section>

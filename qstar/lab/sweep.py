@@ -164,14 +164,13 @@ def resolve_reasoner(path: str | Path) -> Path:
     """A reasoner checkpoint dir from a checkpoint dir, a demo run dir (its summary's final checkpoint) or a
     trainer run dir (DIR/checkpoint); ValueError naming what to run otherwise."""
     p = Path(path)
-    if (p / "config.json").is_file():
-        return p
+    for candidate in (p, p / "checkpoint"):  # a demo run dir links DIR/checkpoint to its final reasoner
+        if (candidate / "config.json").is_file():
+            return candidate
     if (p / "summary.json").is_file():
         ckpt = json.loads((p / "summary.json").read_text()).get("checkpoint")
         if ckpt and (Path(ckpt) / "config.json").is_file():
             return Path(ckpt)
-    if (p / "checkpoint" / "config.json").is_file():
-        return p / "checkpoint"
     raise ValueError(f"no checkpoint at {p}: run `qstar demo --out {p}` first, or pass --checkpoint with a run dir "
                      "or a Hugging Face checkpoint dir")
 

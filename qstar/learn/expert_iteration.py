@@ -41,6 +41,7 @@ from qstar.learn.stages import (
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
+from qstar.runio import atomic_write_json
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
 
@@ -252,13 +253,12 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
         weights = rdir / "checkpoint"
         print(json.dumps({k2: v for k2, v in s.items() if k2 != "checkpoint"}), file=sys.stderr)
     accs = [h.get("eval/greedy_accuracy") for h in history]
+    final = next((a for a in reversed(accs) if a is not None), init_acc)
     summary = {"stage": "expert-iteration", "task": cfg.task, "init_greedy_accuracy": init_acc,
-               "round_greedy_accuracy": accs, "rounds": history, "checkpoint": str(weights),
-               "kept_total": sum(h.get("kept", 0) for h in history), "config": asdict(cfg)}
+               "final_greedy_accuracy": final, "round_greedy_accuracy": accs, "rounds": history,
+               "checkpoint": str(weights), "kept_total": sum(h.get("kept", 0) for h in history), "config": asdict(cfg)}
     if not summary["kept_total"]:
         print("warning: expert iteration kept no chains in any round; the policy is unchanged", file=sys.stderr)
-    from qstar.runio import atomic_write_json
-
     atomic_write_json(out / "summary.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "rounds")}))
     return summary

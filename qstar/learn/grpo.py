@@ -15,7 +15,8 @@ Metrics, one JSON line per update: ``rl/reward_mean``/``rl/reward_std`` (over al
 (tokens per chain, <eos> included), ``rl/truncated_frac`` (chains cut by the token budget), ``rl/entropy`` and
 ``rl/logp_gap`` (mean per-token policy entropy, and |training logp - sampler logp|, over the chains the update
 learns from), ``rl/clip_frac``, ``rl/clip_high_frac``, ``rl/ratio_mean``, ``rl/kl`` (k3 estimate vs the reference),
-``train/loss``, ``train/grad_norm``, ``seconds`` (cumulative training time); ``eval/greedy_accuracy`` lines come
+``train/loss``, ``train/grad_norm``, ``time/sample`` and ``time/update`` (seconds spent sampling, and on rewards
+plus the update), ``seconds`` (cumulative training time); ``eval/greedy_accuracy`` lines come
 every ``eval_every`` seconds.
 
 How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
@@ -164,6 +165,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                            stop_ids=(tok.eos_id,), seed=cfg.seed * 1_000_003 + step)
         flat = [s for row in samples for s in row]
         texts = [tok.decode(s.tokens) for s in flat]
+        t_sampled = time.perf_counter()
         # 2) rewards: weighted verifiable rewards per chain
         rewards, parts = combine([p for p in problems for _ in range(G)], texts, weights, max_len=max_new)
         r = torch.tensor(rewards)
@@ -198,6 +200,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 print(f"warning: update {step + 1}: non-finite loss or gradient; update skipped", file=sys.stderr)
         # 6) log metrics, evaluate and snapshot on their own clocks (excluded from the training time)
         state["step"] = step + 1
+        m["time/sample"], m["time/update"] = t_sampled - t0, time.perf_counter() - t_sampled
         state["seconds"] += time.perf_counter() - t0
         m["seconds"] = state["seconds"]
         state["reward_curve"].append([state["step"], round(state["seconds"], 3), round(m["rl/reward_mean"], 4)])

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads, matmul_peak_flops, train_flops
 from qstar.model.policy import ModelPolicy
@@ -266,7 +266,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             opt_state = torch.load(resume_dir / "optimizer.pt", weights_only=True)
         print(f"resuming {out} at step {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
     elif cfg.init:
-        model, tok, _ = load_checkpoint(cfg.init)
+        model, tok, _ = load_checkpoint(resolve_checkpoint(cfg.init))
     else:
         model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
     params = model.num_params()

@@ -77,19 +77,24 @@ class FastForward:
             qk = torch.view_as_complex(qkv[:, :nqk].reshape(BT, H + Hkv, hd // 2, 2)) * rot
             qk = torch.view_as_real(qk).view(BT, H + Hkv, hd)
             v = qkv[:, nqk:].view(B, T, Hkv, hd)
-            K, V = cache.data[i, 0], cache.data[i, 1]  # [B,Hkv,max_len,hd]
-            K[:, :, start:S] = qk[:, H:].view(B, T, Hkv, hd).transpose(1, 2)
+            K, V = cache.layer(i)  # [B,Hkv,max_len,hd] each
+            k = qk[:, H:].view(B, T, Hkv, hd)
+            K[:, :, start:S] = k.transpose(1, 2)
             V[:, :, start:S] = v.transpose(1, 2)
             if T == 1:
                 q = qk[:, :H].reshape(B * Hkv, G, hd)
-                k = K.view(B * Hkv, -1, hd)[:, :S].transpose(1, 2)
-                scores = torch.bmm(q, k) if mask is None else torch.baddbmm(mask, q, k)
+                scores = torch.bmm(q, K.view(B * Hkv, -1, hd)[:, :S].transpose(1, 2))  # [B*Hkv, G, S]
+                if mask is not None:
+                    scores += mask
                 o = torch.bmm(scores.softmax(dim=-1), V.view(B * Hkv, -1, hd)[:, :S]).view(B, H * hd)
             else:
                 q = qk[:, :H].view(B, T, H, hd).transpose(1, 2)
+                if start:  # attend over the cache; on an empty cache the new keys/values are everything
+                    k, v = K[:, :, :S], V[:, :, :S]
+                else:
+                    k, v = k.transpose(1, 2), v.transpose(1, 2)
                 o = F.scaled_dot_product_attention(
-                    q, K[:, :, :S], V[:, :, :S], attn_mask=mask, is_causal=mask is None, scale=1.0,
-                    enable_gqa=G > 1,
+                    q, k, v, attn_mask=mask, is_causal=mask is None, scale=1.0, enable_gqa=G > 1
                 ).transpose(1, 2).reshape(BT, H * hd)
             x = torch.addmm(x, o, w_o)
             gu = F.rms_norm(x, (D,), None, self.cfg.norm_eps) @ w_gu  # [BT, 2*ffn]

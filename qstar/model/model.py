@@ -64,49 +64,62 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(d_model=64, n_layers=4, n_heads=4, n_kv_heads=4, ffn_hidden=176),  # 0.21M, for tests
-    "small": ModelConfig(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, ffn_hidden=512),  # 1.07M
+    # Grouped-query attention (4 query heads per key/value head, as in Llama 3): decoding on a CPU is bound by
+    # reading the KV cache, which this shrinks 4x.
+    "small": ModelConfig(d_model=128, n_layers=4, n_heads=4, n_kv_heads=1, ffn_hidden=512),  # 0.97M
     "base": ModelConfig(d_model=256, n_layers=4, n_heads=8, n_kv_heads=2, ffn_hidden=704),  # 2.85M
 }
 
 
 class KVCache:
-    """Preallocated keys and values for all layers.
+    """Preallocated keys and values for all layers; columns ``[0, length)`` are filled.
 
-    data: [n_layers, 2, B, n_kv_heads, max_len, head_dim]; columns ``[0, length)`` are filled. A forward pass
-    with a cache writes its T new columns at ``length`` and advances ``length`` by T. Keys are stored with their
-    channels in :func:`rotary_order` (see :class:`Attention`), so a cache belongs to qstar's forward passes only.
+    k, v: [n_layers, B, n_kv_heads, max_len, head_dim]. A forward pass with a cache writes its T new columns at ``length`` and advances ``length`` by T. Key channels
+    are in :func:`rotary_order` (see :class:`Attention`), so a cache belongs to qstar's forward passes only.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, *, dtype=torch.float32, device=None) -> None:
         if max_len > cfg.max_seq_len:
             raise ValueError(f"cache length {max_len} exceeds max_seq_len={cfg.max_seq_len}")
-        shape = (cfg.n_layers, 2, batch, cfg.n_kv_heads, max_len, cfg.head_dim)
-        self.data = torch.empty(shape, dtype=dtype, device=device)
+        shape = (cfg.n_layers, batch, cfg.n_kv_heads, max_len, cfg.head_dim)
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
         self.length = 0
 
     @property
     def batch(self) -> int:
-        return self.data.shape[2]
+        return self.k.shape[1]
 
     @property
     def max_len(self) -> int:
-        return self.data.shape[4]
+        return self.k.shape[3]
+
+    def _new(self, k: Tensor, v: Tensor) -> KVCache:
+        new = KVCache.__new__(KVCache)
+        new.k, new.v, new.length = k, v, self.length
+        return new
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """A cache over batch rows ``start:stop`` sharing this cache's memory (writes land here too)."""
+        return self._new(self.k[:, start:stop], self.v[:, start:stop])
 
     def select(self, rows: Tensor, *, max_len: int | None = None) -> KVCache:
         """A new cache holding batch rows ``rows`` (int64 [B']; repeats allowed, e.g. to share a prompt's prefill
         among its samples), optionally with room for ``max_len`` columns."""
-        new = KVCache.__new__(KVCache)
-        new.length = self.length
         if max_len is None or max_len == self.max_len:
-            new.data = self.data.index_select(2, rows)
-        else:
-            if max_len < self.length:
-                raise ValueError(f"max_len={max_len} is shorter than the {self.length} filled columns")
-            shape = list(self.data.shape)
-            shape[2], shape[4] = len(rows), max_len
-            new.data = self.data.new_empty(shape)
-            new.data[:, :, :, :, : self.length] = self.data[:, :, :, :, : self.length].index_select(2, rows)
-        return new
+            return self._new(self.k.index_select(1, rows), self.v.index_select(1, rows))
+        if max_len < self.length:
+            raise ValueError(f"max_len={max_len} is shorter than the {self.length} filled columns")
+        n, shape = self.length, list(self.k.shape)
+        shape[1], shape[3] = len(rows), max_len
+        k, v = self.k.new_empty(shape), self.v.new_empty(shape)
+        k[:, :, :, :n] = self.k[:, :, :, :n].index_select(1, rows)
+        v[:, :, :, :n] = self.v[:, :, :, :n].index_select(1, rows)
+        return self._new(k, v)
+
+    def layer(self, i: int) -> tuple[Tensor, Tensor]:
+        """Layer i's (keys, values), each [B, n_kv_heads, max_len, head_dim]."""
+        return self.k[i], self.v[i]
 
 
 class RMSNorm(nn.Module):
@@ -160,7 +173,7 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, kv: Tensor | None, start: int) -> Tensor:
         """x [B,T,D]; rope complex [T|B,T,1,hd/2]; mask bool [B|1,1,T,S] or None (causal);
-        kv: this layer's cache slice [2,B,Hkv,max_len,hd] or None; start: cache columns already filled."""
+        kv: this layer's cache (KVCache.layer) or None; start: cache columns already filled."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         # Separate projections, not one fused matmul: slicing a fused output costs more in the backward pass.
@@ -168,9 +181,11 @@ class Attention(nn.Module):
         k = apply_rope(F.linear(x, self.k_proj.weight[self.k_order]).unflatten(-1, (Hkv, hd)), rope).transpose(1, 2)
         v = self.v_proj(x).unflatten(-1, (Hkv, hd)).transpose(1, 2)
         if kv is not None:
-            kv[0, :, :, start : start + T] = k
-            kv[1, :, :, start : start + T] = v
-            k, v = kv[0, :, :, : start + T], kv[1, :, :, : start + T]
+            kc, vc = kv
+            kc[:, :, start : start + T] = k
+            vc[:, :, start : start + T] = v
+            if start:  # attend over the whole cache; on an empty cache the new keys/values are everything
+                k, v = kc[:, :, : start + T], vc[:, :, : start + T]
         causal = mask is None and T > 1
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=Hkv != H)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
@@ -268,7 +283,7 @@ class Transformer(nn.Module):
         rope = self.rope(T, start, positions)
         mask = causal_mask(T, start, attn_mask, ids.device)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, rope, mask, None if cache is None else cache.data[i], start)
+            x = layer(x, rope, mask, None if cache is None else cache.layer(i), start)
         if cache is not None:
             cache.length = S
         return self.model.norm(x)

@@ -6,8 +6,9 @@ OpenAI-compatible servers (``qstar.backends``) all implement ``Policy``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class Prompt(NamedTuple):

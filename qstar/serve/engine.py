@@ -5,8 +5,8 @@ Effort levels map to (strategy, budget, scorer) via :class:`Effort`. Each reques
 (``max_completion_tokens`` counts every sampled token, reasoning included), applies its temperature, and stops the
 search when the client went away or the deadline passed.
 
-Questions from the API have no gold answer. A question is matched against the task registry (tasks that provide
-``parse_question(text) -> Problem | None``) so reference-free checkers can judge it; otherwise it becomes a
+Questions from the API have no gold answer. A question is routed to a task by ``qstar.tasks.routes.route`` (a user's
+wording -> that task's Problem) so reference-free checkers can judge it; otherwise it becomes a
 ``Problem`` of task ``"chat"``, which programmatic scorers treat as "unknown" (0.5, no answer scores 0). The gold
 answer is always blanked and oracle scorers are refused at startup, so no served answer can read a gold label.
 """
@@ -75,16 +75,10 @@ DEFAULT_EFFORTS: dict[str, Effort] = {
 
 
 def _parsers() -> list[Callable[[str], Problem | None]]:
-    try:
-        from qstar.tasks import get_task, task_names
-    except ImportError:
-        return []
-    out = []
-    for name in task_names():
-        parse = getattr(get_task(name), "parse_question", None)
-        if callable(parse):
-            out.append(parse)
-    return out
+    """Question recognisers: the tasks' own routes (a user's wording -> the task's Problem), so checkers can judge."""
+    from qstar.tasks.routes import route
+
+    return [route]
 
 
 def make_problem(question: str, parsers: Sequence[Callable[[str], Problem | None]] = ()) -> Problem:

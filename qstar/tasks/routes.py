@@ -3,7 +3,8 @@ and the task's own verifier and checker can judge the answer.
 
 A task that offers ``parse(question) -> Problem | None`` is asked first; otherwise the recognisers below (one per
 family, in a registry) pull out the operands with a regex and build the Problem with the task module's own
-phrasings and helpers (decimals.gold_answer, cipher.shift_text, countdown.solve/make). Recognisers never raise;
+phrasings and helpers (decimals.gold_answer, cipher.shift_text, countdown.solve/make); ages is only recognised
+(no gold: the reply rests on agreement). Recognisers never raise;
 a question no task recognises returns None, and the caller says it cannot answer.
 """
 
@@ -126,9 +127,21 @@ def cipher(q: str) -> Problem | None:
                    f"cipher:{k}:{cipher_text}", {"cipher": cipher_text, "shift": k, "hint": None})
 
 
+def ages(q: str) -> Problem | None:
+    """Age word problems ("Tom is 4 years older than Ann ... How old are they?"). Turning free English into the
+    task's equations is the task's job, so this only recognises the family: the Problem carries the question as
+    asked, no gold answer and no data, and the reply is judged by the samples' agreement alone."""
+    s = q.lower()
+    if not re.search(r"\bhow old\b|\bages?\b|\byears? (?:old|older|younger)\b|\bas old as\b", s):
+        return None
+    if not re.search(r"\b(?:older|younger|twice|times|sum|will be|was|ago|in \d+ years)\b", s):
+        return None
+    return Problem("ages", q, "", "ask:ages", {})
+
+
 #: task name -> recogniser; order matters only when two could match (mult before countdown: "make" is rarer)
 RECOGNISERS: dict[str, Callable[[str], Problem | None]] = {
-    "letters": letters, "decimals": decimals, "cipher": cipher, "countdown": countdown, "mult": mult,
+    "letters": letters, "decimals": decimals, "cipher": cipher, "countdown": countdown, "mult": mult, "ages": ages,
 }
 
 
