@@ -3,10 +3,11 @@
 Builds a model (``--preset``, default "small", or ``--checkpoint DIR``), exports it as an HF directory, and for each
 batch size samples the same prompts for the same fixed number of new tokens (T=1, no stop tokens; HF with
 ``min_new_tokens = max_new_tokens``) with both. Prints one JSON line per batch size:
-``batch, qstar_tok_s, hf_tok_s, speedup, roofline_fraction`` where roofline_fraction = 2 * params * qstar_tok_s /
-fp32 matmul peak measured in the same run. Targets at batch 256: speedup >= 3, roofline_fraction >= 0.3.
+``batch, n, qstar_tok_s, hf_tok_s, speedup, roofline_fraction`` (+ context fields) where roofline_fraction =
+2 * params * qstar_tok_s / fp32 matmul peak measured in the same run (next to each case). Targets at batch 256:
+speedup >= 3, roofline_fraction >= 0.3. A last line (n > 1) measures search's pattern: few prompts, n samples each.
 
-    python benchmarks/sampler.py [--preset small] [--checkpoint DIR] [--batches 1,64,256] [--new-tokens 64]
+    python benchmarks/sampler.py [--preset small] [--checkpoint DIR] [--batches 1,64,256] [--new-tokens 128]
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ class Args:
     checkpoint: str = ""
     """Benchmark this checkpoint directory instead of a fresh model."""
     batches: str = "1,64,256"
-    """Comma-separated batch sizes (rows sampled together)."""
-    new_tokens: int = 64
-    """Tokens generated per row (fixed: no early stopping on either side)."""
+    """Comma-separated batch sizes (rows sampled together), one distinct prompt per row."""
+    shared_n: int = 8
+    """Also run the largest batch as batch/shared_n prompts x shared_n samples each (search expanding a node:
+    qstar prefills each prompt once, HF num_return_sequences prefills every row); 1 = skip."""
+    new_tokens: int = 128
+    """Tokens generated per row (fixed: no early stopping on either side); about one qstar reasoning chain."""
     repeats: int = 2
-    """Timed runs per measurement; the fastest counts (the machine is shared)."""
-    threads: int = 0
-    """torch threads (0 = configure_threads default)."""
+    """Timed runs per measurement, qstar and HF interleaved; the fastest of each counts (the machine is shared)."""
+    threads: int = 1
+    """torch threads for both sides (0 = configure_threads default). 1 by default: on the shared 2-core machine two
+    threads were slower for both samplers (each small op pays an OpenMP wake-up under OMP_WAIT_POLICY=PASSIVE)."""
 
 
 def _prompts(tok: CharTokenizer, batch: int, rng: random.Random) -> list[list[int]]:
@@ -55,13 +60,10 @@ def _prompts(tok: CharTokenizer, batch: int, rng: random.Random) -> list[list[in
     return out
 
 
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main(args: Args) -> None:
@@ -78,32 +80,40 @@ def main(args: Args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})
         hf = AutoModelForCausalLM.from_pretrained(f"{tmp}/ckpt", dtype=torch.float32).eval()
-    peak = matmul_peak_flops()
     rng = random.Random(0)
     N = args.new_tokens
-    for batch in (int(b) for b in args.batches.split(",")):
-        prompts = _prompts(tok, batch, rng)
-        run_q = lambda: generate(model, prompts, max_new_tokens=N, temperature=1.0, seed=0)  # noqa: B023
+    cases = [(b, 1) for b in (int(b) for b in args.batches.split(","))]
+    if args.shared_n > 1:
+        cases.append((max(b for b, _ in cases), args.shared_n))
+    for batch, n in cases:
+        prompts = _prompts(tok, batch // n, rng)
         L = max(map(len, prompts))
         ids = torch.tensor([[tok.pad_id] * (L - len(p)) + p for p in prompts])
-        attn = (torch.arange(L)[None, :] >= torch.tensor([L - len(p) for p in prompts])[:, None]).long()
+        attn = (ids != tok.pad_id).long()
+
+        def run_q():
+            generate(model, prompts, n=n, max_new_tokens=N, temperature=1.0, seed=0)  # noqa: B023
 
         def run_hf():
             with torch.inference_mode():
                 out = hf.generate(
                     ids, attention_mask=attn, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,  # noqa: B023
-                    max_new_tokens=N, min_new_tokens=N, pad_token_id=tok.pad_id, use_cache=True,
+                    max_new_tokens=N, min_new_tokens=N, num_return_sequences=n, pad_token_id=tok.pad_id,  # noqa: B023
+                    use_cache=True,
                 )
-            assert out.shape[1] == L + N  # noqa: B023
+            assert out.shape == (batch, L + N)  # noqa: B023
 
         run_q()  # warm-up (allocator, BLAS)
-        q_s = _best(run_q, args.repeats)
-        hf_s = _best(run_hf, max(1, args.repeats - 1))
+        peak = matmul_peak_flops()  # measured next to each case: the machine's load varies
+        q_s, hf_s = float("inf"), float("inf")
+        for _ in range(args.repeats):  # interleaved, best of each
+            q_s, hf_s = min(q_s, _timed(run_q)), min(hf_s, _timed(run_hf))
         q_tok_s, hf_tok_s = batch * N / q_s, batch * N / hf_s
         print(json.dumps({
-            "batch": batch, "qstar_tok_s": round(q_tok_s), "hf_tok_s": round(hf_tok_s),
+            "batch": batch, "n": n, "qstar_tok_s": round(q_tok_s), "hf_tok_s": round(hf_tok_s),
             "speedup": round(q_tok_s / hf_tok_s, 2), "roofline_fraction": round(2 * params * q_tok_s / peak, 3),
-            "params": params, "new_tokens": N, "peak_gflop_s": round(peak / 1e9, 1), "threads": torch.get_num_threads(),
+            "params": params, "new_tokens": N, "prompt_tokens": L, "peak_gflop_s": round(peak / 1e9, 1),
+            "threads": torch.get_num_threads(),
         }), flush=True)
 
 

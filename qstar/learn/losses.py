@@ -22,7 +22,8 @@ The three losses share the PPO-clip token term and differ only in how token term
   ``(r - mean) / (std + eps)`` within each group.
 - ``dr_grpo`` (Liu et al. 2025, "Understanding R1-Zero-like training"): sum over tokens divided by a constant
   (``cfg.max_len``), then mean over sequences; advantages ``r - mean`` (no std division). Both removals take away a
-  bias: per-sequence means favour long wrong answers, std division over-weights nearly-solved groups.
+  bias: per-sequence means favour long wrong answers, std division over-weights nearly-solved and nearly-hopeless
+  groups (low reward std).
 - ``dapo`` (Yu et al. 2025): one mean over all completion tokens of the batch, and "clip-higher": a wider upper
   clip ``eps_high`` so unlikely tokens with positive advantage can still grow (against entropy collapse).
 """

@@ -1,9 +1,9 @@
 """A Llama-style decoder in plain PyTorch whose state dict maps 1:1 onto Hugging Face ``LlamaForCausalLM``.
 
-RMSNorm, rotary embeddings (HF's ``rotate_half`` convention), SwiGLU MLP, ``F.scaled_dot_product_attention``,
-optional grouped-query attention and tied embeddings. Parameter names are HF's (``model.embed_tokens.weight``,
-``model.layers.{i}.self_attn.q_proj.weight``, ..., ``model.norm.weight``, ``lm_head.weight``), so a checkpoint
-is a valid HF model directory (see ``qstar.model.checkpoint``).
+RMSNorm, rotary embeddings (HF's ``rotate_half`` convention, computed as one complex multiply), SwiGLU MLP,
+``F.scaled_dot_product_attention``, optional grouped-query attention and tied embeddings. Parameter names are HF's
+(``model.embed_tokens.weight``, ``model.layers.{i}.self_attn.q_proj.weight``, ..., ``model.norm.weight``,
+``lm_head.weight``), so a checkpoint is a valid HF model directory (see ``qstar.model.checkpoint``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ PRESETS: dict[str, ModelConfig] = {
 class KVCache:
     """Preallocated keys and values for all layers; columns ``[0, length)`` are filled.
 
-    k, v: [n_layers, B, n_kv_heads, max_len, head_dim]. A forward pass with a cache writes its T new columns at ``length`` and advances ``length`` by T. Key channels
-    are in :func:`rotary_order` (see :class:`Attention`), so a cache belongs to qstar's forward passes only.
+    k, v: [n_layers, B, n_kv_heads, max_len, head_dim]. A forward pass with a cache writes its T new columns at
+    ``length`` and advances ``length`` by T. Key channels are in :func:`rotary_order` (see :class:`Attention`), so
+    a cache belongs to qstar's forward passes only.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, *, dtype=torch.float32, device=None) -> None:
@@ -171,7 +172,7 @@ class Attention(nn.Module):
         wq, wk = self.q_proj.weight[self.q_order], self.k_proj.weight[self.k_order]
         return torch.cat([wq, wk, self.v_proj.weight])
 
-    def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, kv: Tensor | None, start: int) -> Tensor:
+    def forward(self, x: Tensor, rope: Tensor, mask: Tensor | None, kv: tuple[Tensor, Tensor] | None, start: int):
         """x [B,T,D]; rope complex [T|B,T,1,hd/2]; mask bool [B|1,1,T,S] or None (causal);
         kv: this layer's cache (KVCache.layer) or None; start: cache columns already filled."""
         B, T, _ = x.shape
