@@ -42,18 +42,18 @@ class Args:
     """SFT training budget."""
     rounds: int = 3
     """Expert-iteration rounds."""
-    problems: int = 512
-    """Fresh train problems per round."""
+    problems: int = 2048
+    """Fresh train problems per round (sampling is cheap next to training)."""
     samples: int = 8
     """Samples per problem per round."""
     temperature: float = 0.8
     """Sampling temperature of the search."""
-    ei_seconds: float = 60.0
-    """SFT seconds per round on the kept chains (ignored when --ei-steps is set)."""
-    ei_steps: int = 0
-    """SFT updates per round instead of a time budget (0: use --ei-seconds)."""
-    ei_lr: float = 1e-3
+    ei_epochs: float = 2.0
+    """SFT passes over the kept chains per round."""
+    ei_lr: float = 3e-4
     """SFT learning rate in the rounds."""
+    max_per_problem: int = 2
+    """Most kept chains per problem per round."""
     reference_fraction: float = 0.0
     """Reference chains mixed into each round's SFT data."""
     retry_fraction: float = 0.0
@@ -102,7 +102,8 @@ def main(args: Args) -> None:
         sft_dir = run / "checkpoint"
     ei = ExpertIterationConfig(init=str(sft_dir), task=args.task, out=str(out / "ei"), rounds=args.rounds,
                                problems=args.problems, samples=args.samples, temperature=args.temperature,
-                               verifier="checker", seconds=args.ei_seconds, steps=args.ei_steps, lr=args.ei_lr,
+                               verifier="checker", epochs=args.ei_epochs, lr=args.ei_lr,
+                               max_per_problem=args.max_per_problem,
                                reference_fraction=args.reference_fraction,
                                retry_fraction=args.retry_fraction, eval_problems=args.eval_problems, seed=args.seed)
     summary = json.loads((out / "ei" / "summary.json").read_text()) if (out / "ei" / "summary.json").exists() \

@@ -83,14 +83,15 @@ def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
 
-    task = get_task(b.task)
+    task, tok = get_task(b.task), AutoTokenizer.from_pretrained(ckpt)
     steps = b.warmup + b.updates
     problems = task.generate(b.problems_per_batch * steps, seed=b.seed + 12345, split="train")
     rows = [{"prompt": render_prompt(p.question), "problem": json.dumps(p.to_json())} for p in problems]
     ds = Dataset.from_list(rows)
 
-    def reward(prompts, completions, problem, **_):
-        return correctness([Problem.from_json(json.loads(s)) for s in problem], completions)
+    def reward(prompts, completions, problem, completion_ids, **_):  # the same reward as qstar's trainer
+        finished = [bool(ids) and ids[-1] == tok.eos_token_id for ids in completion_ids]
+        return correctness([Problem.from_json(json.loads(s)) for s in problem], completions, finished=finished)
 
     class Clock(TrainerCallback):
         """Wall time between consecutive update ends: generation, rewards, loss, step and TRL's own bookkeeping."""
@@ -116,8 +117,8 @@ def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
     )
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
     clock = Clock()
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds,
-                          processing_class=AutoTokenizer.from_pretrained(ckpt), callbacks=[clock])
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok,
+                          callbacks=[clock])
     generation = []  # seconds in TRL's sampling call per update
     real_generate = trainer._generate
 

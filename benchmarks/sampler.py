@@ -6,6 +6,13 @@ batch size samples the same prompts for the same fixed number of new tokens (T=1
 ``batch, n, qstar_tok_s, hf_tok_s, speedup, roofline_fraction`` (+ context fields) where roofline_fraction =
 2 * params * qstar_tok_s / fp32 matmul peak measured in the same run (next to each case). Targets at batch 256:
 speedup >= 3, roofline_fraction >= 0.3. A last line (n > 1) measures search's pattern: few prompts, n samples each.
+Default configuration: preset "small" (the demo's and SFT's default), 1 thread, 128 new tokens, ~16-23-token prompts.
+
+Tried for the decode step (batch 256, small, 1 thread, ~16-24 ms/step on the shared machine; run-to-run noise
++-30%): keys stored transposed in the cache (the q.K bmm gets ~1.5x faster but the strided key writes eat it: no
+measurable gain in interleaved A/B runs, not kept); torch.compile (inductor, dynamic cache length) compiled for 75 s and
+ran 3-4x slower than eager (complex RoPE falls back, dynamic shapes); 2 threads were slower for both sides. bf16
+weights+activations make the largest matmul 4x faster (AMX) but change the logprobs RL ratios rely on: not used.
 
     python benchmarks/sampler.py [--preset small] [--checkpoint DIR] [--batches 1,64,256] [--new-tokens 128]
 """
@@ -112,7 +119,8 @@ def main(args: Args) -> None:
         print(json.dumps({
             "batch": batch, "n": n, "qstar_tok_s": round(q_tok_s), "hf_tok_s": round(hf_tok_s),
             "speedup": round(q_tok_s / hf_tok_s, 2), "roofline_fraction": round(2 * params * q_tok_s / peak, 3),
-            "params": params, "new_tokens": N, "prompt_tokens": L, "peak_gflop_s": round(peak / 1e9, 1),
+            "preset": "checkpoint" if args.checkpoint else args.preset, "params": params, "new_tokens": N,
+            "prompt_tokens": L, "min_prompt_tokens": min(map(len, prompts)), "peak_gflop_s": round(peak / 1e9, 1),
             "threads": torch.get_num_threads(),
         }), flush=True)
 

@@ -14,7 +14,7 @@ from qstar.model.checkpoint import load_checkpoint
 from qstar.model.types import Completion
 from qstar.tasks import get_task
 
-TOY = dict(task="decimals", rounds=2, problems=8, samples=4, steps=3, seconds=0, batch_size=8, eval_problems=6)
+TOY = dict(task="decimals", rounds=2, problems=8, samples=4, steps=3, batch_size=8, eval_problems=6)
 
 
 class FixedPolicy:

@@ -34,8 +34,8 @@ def sampled_reward(path, n_problems=16, n=16):
     problems = get_task("letters").generate(n_problems, seed=5, split="test")
     prompts = [tok.encode(render_prompt(p.question)) for p in problems]
     out = generate(model, prompts, n=n, max_new_tokens=48, stop_ids=(tok.eos_id,), seed=0)
-    texts = [tok.decode(s.tokens) for row in out for s in row]
-    return sum(correctness([p for p in problems for _ in range(n)], texts)) / len(texts)
+    texts, done = [tok.decode(s.tokens) for row in out for s in row], [s.finish == "stop" for row in out for s in row]
+    return sum(correctness([p for p in problems for _ in range(n)], texts, finished=done)) / len(texts)
 
 
 def test_updates_change_parameters_and_raise_reward(tiny_checkpoint, tmp_path):
@@ -127,9 +127,10 @@ def test_bad_input(tiny_checkpoint, tmp_path):
         train_grpo(GRPOConfig(**{**ok, "init": str(other)}))
     with pytest.raises(ValueError, match="--init: .*no checkpoint here"):
         train_grpo(GRPOConfig(**{**ok, "init": str(tmp_path / "nowhere")}))
-    for bad, match in [({"problems_per_batch": 0}, "nothing to train on"), ({"group_size": 1}, "group-size"),
-                       ({"task": "chess"}, "unknown task"), ({"rewards": "speed=1"}, "unknown reward"),
-                       ({"loss": "ppo"}, "unknown loss"), ({"init": ""}, "--init is required")]:
+    for bad, match in [({"problems_per_batch": 0}, "problems-per-batch must be >= 1"),
+                       ({"group_size": 1}, "group-size must be >= 2"), ({"task": "chess"}, "unknown task"),
+                       ({"rewards": "speed=1"}, "unknown reward"), ({"loss": "ppo"}, "unknown loss"),
+                       ({"init": ""}, "--init is required")]:
         with pytest.raises(ValueError, match=match):
             train_grpo(GRPOConfig(**{**ok, **bad}))
     train_grpo(GRPOConfig(**ok))
@@ -169,9 +170,39 @@ def test_micro_batches_and_skipped_zero_rows_give_the_same_gradient(tiny_checkpo
                            ("skip", [i for i in range(24) if adv[i] != 0], 64)]:
         rec = GradRecorder(model)
         cfg = GRPOConfig(init="x", loss="dapo", micro_batch=mb, grad_clip=1e9)
-        out = grpo._update(model, rec, None, [prompts[i] for i in rows], [samples[i] for i in rows], adv[list(rows)],
-                           LOSSES["dapo"], LossConfig(), cfg, norms)
+        out = grpo._update(model, rec, None, prompts[::4], [i // 4 for i in rows], [samples[i] for i in rows],
+                           adv[list(rows)], LOSSES["dapo"], LossConfig(), cfg, norms)
         assert not out["nonfinite"]
         grads[name] = rec.grads
     assert torch.allclose(grads["micro"], grads["whole"], atol=1e-7, rtol=1e-4)
     assert torch.allclose(grads["skip"], grads["whole"], atol=1e-7, rtol=1e-4)
+
+
+def test_shared_prompt_forward_matches_one_plain_pass():
+    # Prompts of different lengths (left padding), completions of different lengths (right padding), repeated owners.
+    from qstar.model.model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.preset("tiny"))
+    prompts = [[1, 10, 11, 12, 4], [1, 20, 4], [1, 30, 31, 32, 33, 34, 4]]
+    owner = [0, 0, 1, 2, 2, 1]
+    comps = [[40, 41, 2], [42], [43, 44, 45, 46, 2], [47, 48], [49, 50, 51, 52, 53, 54], [55, 2]]
+    T = max(map(len, comps))
+    cids, mask = torch.zeros(6, T, dtype=torch.long), torch.zeros(6, T)
+    for b, c in enumerate(comps):
+        cids[b, : len(c)], mask[b, : len(c)] = torch.tensor(c), 1.0
+    logp, entropy = grpo._token_logp(model, prompts, torch.tensor(owner), cids, mask)
+    (logp * torch.arange(1.0, 7.0)[:, None]).sum().backward()  # distinct weights per row
+    shared = torch.cat([p.grad.flatten() for p in model.parameters()])
+    model.zero_grad()
+    total = 0.0
+    for b, c in enumerate(comps):  # reference: one plain forward over prompt + completion per row
+        ids = torch.tensor([prompts[owner[b]] + c])
+        lp = torch.log_softmax(model(ids[:, :-1])[0, len(prompts[owner[b]]) - 1 :], -1)
+        row = lp.gather(-1, torch.tensor(c)[:, None]).squeeze(-1)
+        assert torch.allclose(logp[b, : len(c)], row, atol=1e-5) and (logp[b, len(c) :] == 0).all()
+        assert torch.allclose(entropy[b, : len(c)], -(lp.exp() * lp).sum(-1), atol=1e-5)
+        total = total + (b + 1) * row.sum()
+    total.backward()
+    plain = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.allclose(shared, plain, atol=1e-6, rtol=1e-4)

@@ -70,6 +70,24 @@ def test_stop_ids_end_rows_independently_and_compaction_is_exact(model):
             assert len(row[0].logprobs) == cut
 
 
+def test_fast_forward_cache_matches_full_forward(model):
+    """Chunked prefill (T>1 onto a filled cache), a row-repeating select and T=1 decoding through the
+    KV cache give the model's own logits."""
+    from qstar.model.fast import FastForward
+
+    fast, ids = FastForward(model), torch.tensor([[1, 10, 20, 30, 40, 50, 60], [1, 5, 6, 7, 8, 9, 2]])
+    ref = model(ids)  # [2, 7, V]
+    cache = fast.new_cache(2, 5)
+    pos = torch.arange(7).expand(2, 7)
+    assert torch.allclose(fast(ids[:, :3], pos[:, :3], cache), ref[:, 2], atol=1e-5)
+    assert torch.allclose(fast(ids[:, 3:5], pos[:, 3:5], cache), ref[:, 4], atol=1e-5)
+    cache = cache.select(torch.tensor([1, 0, 1]), max_len=7)  # rows 1, 0, 1 with room for 2 more columns
+    for t in (5, 6):
+        got = fast(ids[[1, 0, 1], t : t + 1], torch.full((3, 1), t), cache)
+        assert torch.allclose(got, ref[[1, 0, 1], t], atol=1e-5)
+    assert cache.length == 7 and cache.batch == 3
+
+
 def test_n_samples_share_one_prefill(model):
     prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0]]  # a duplicate prompt is prefilled once too
     out = generate(model, prompts, n=4, max_new_tokens=8, temperature=0)

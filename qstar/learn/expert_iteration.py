@@ -18,6 +18,7 @@ with ``kept: 0`` and no checkpoint; the next round starts again from the last go
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import time
@@ -74,14 +75,16 @@ class ExpertIterationConfig:
     """Which chains to keep: "gold" (verify against the train answer) or "checker" (reference-free task check)."""
     max_per_problem: int = 2
     """Most kept chains per problem."""
-    seconds: float = 60.0
-    """SFT time per round in seconds."""
+    epochs: float = 2.0
+    """SFT passes over the round's training chains (a few: more overfits the easy problems it solved)."""
     steps: int = 0
-    """SFT updates per round instead of a time budget (0: use seconds)."""
+    """SFT updates per round instead (0: use epochs, or seconds when epochs is 0)."""
+    seconds: float = 0.0
+    """SFT time per round in seconds, when neither steps nor epochs is set."""
     batch_size: int = 64
     """SFT sequences per update."""
-    lr: float = 1e-3
-    """SFT peak learning rate."""
+    lr: float = 3e-4
+    """SFT peak learning rate (lower than from-scratch SFT: the policy only needs nudging)."""
     accumulate: bool = True
     """Train on the kept chains of all rounds so far (else only this round's)."""
     reference_fraction: float = 0.0
@@ -182,8 +185,8 @@ def _check(cfg: ExpertIterationConfig) -> None:
         raise ValueError("--rounds, --problems, --samples and --max-per-problem must be >= 1")
     if cfg.verifier not in VERIFIERS:
         raise ValueError(f"unknown --verifier {cfg.verifier!r}; choose from {', '.join(VERIFIERS)}")
-    if cfg.seconds <= 0 and cfg.steps <= 0:
-        raise ValueError("give a positive --seconds or --steps SFT budget per round")
+    if cfg.seconds <= 0 and cfg.steps <= 0 and cfg.epochs <= 0:
+        raise ValueError("give a positive --epochs, --steps or --seconds SFT budget per round")
     if cfg.strategy != "sample":
         from qstar.search import get_strategy
 
@@ -240,9 +243,9 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
         kept_all += kept
         # 3) SFT on the kept chains (all rounds so far, or this round's)
         data = kept_all if cfg.accumulate else kept
-        fstats = fit(model, tok, _examples(cfg, task, data), seconds=cfg.seconds if cfg.steps <= 0 else None,
-                     steps=cfg.steps if cfg.steps > 0 else None, lr=cfg.lr, batch_size=cfg.batch_size,
-                     warmup_steps=10, seed=cfg.seed * 1000 + k)
+        steps = cfg.steps or (math.ceil(cfg.epochs * len(data) / cfg.batch_size) if cfg.epochs > 0 else None)
+        fstats = fit(model, tok, _examples(cfg, task, data), seconds=None if steps else cfg.seconds, steps=steps,
+                     lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=min(10, steps or 10), seed=cfg.seed * 1000 + k)
         # 4) evaluate, checkpoint, summary
         acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
         metrics = {"round": k, "kept": len(kept), "train_examples": len(data), **stats,

@@ -9,15 +9,11 @@ advantages and takes a PPO-clip step; it writes
     DIR/metrics.jsonl  rl/*, train/*, reward/* per update and eval/* points
     DIR/resume/        latest weights + optimizer + step while training; a killed run continues from it
 
-Metrics, one JSON line per update: ``rl/reward_mean``/``rl/reward_std`` (over all G*P chains), ``reward/<name>``
-(each weighted reward's mean), ``rl/frac_zero_std`` (share of groups whose rewards are all equal: no signal),
-``rl/all_zero_std`` (1 when every group is so and the update was skipped), ``rl/groups_kept``, ``rl/response_len``
-(tokens per chain, <eos> included), ``rl/truncated_frac`` (chains cut by the token budget), ``rl/entropy`` and
-``rl/logp_gap`` (mean per-token policy entropy, and |training logp - sampler logp|, over the chains the update
-learns from), ``rl/clip_frac``, ``rl/clip_high_frac``, ``rl/ratio_mean``, ``rl/kl`` (k3 estimate vs the reference),
-``train/loss``, ``train/grad_norm``, ``time/sample`` and ``time/update`` (seconds spent sampling, and on rewards
-plus the update), ``seconds`` (cumulative training time); ``eval/greedy_accuracy`` lines come
-every ``eval_every`` seconds.
+Metrics per update: ``rl/reward_mean``, ``rl/reward_std``, ``reward/<name>`` (each reward's mean),
+``rl/frac_zero_std`` (groups with all-equal rewards: no signal), ``rl/all_zero_std`` (1: every group, update skipped),
+``rl/groups_kept``, ``rl/response_len`` (tokens, <eos> included), ``rl/truncated_frac``, ``rl/entropy`` and
+``rl/logp_gap`` (|training - sampler| logp) over the learned-from chains, ``rl/clip_frac``, ``rl/clip_high_frac``,
+``rl/ratio_mean``, ``rl/kl``, ``train/loss``, ``train/grad_norm``, ``time/sample``, ``time/update``, ``seconds``.
 
 How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 - one on-policy update per batch by default, so old_logp = logp.detach() and the ratio is 1 (``epochs`` > 1 reuses
@@ -31,7 +27,6 @@ How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
@@ -40,11 +35,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
 from qstar.learn.rewards import combine, parse_weights
 from qstar.learn.sft import chain_budget, greedy_accuracy
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from qstar.model.model import KVCache
 from qstar.model.perf import configure_threads
 from qstar.model.policy import ModelPolicy
 from qstar.model.sampler import generate
@@ -98,8 +95,6 @@ class GRPOConfig:
     """Gradient-norm clip."""
     micro_batch: int = 64
     """Sequences per forward/backward chunk (gradients accumulate; the update is the same, memory is bounded)."""
-    bf16: bool = False
-    """bf16 autocast for the training forward pass (sampling stays fp32)."""
     eval_problems: int = 500
     """Held-out test-split problems for greedy accuracy (0: no evaluation)."""
     eval_every: float = 60.0
@@ -128,9 +123,11 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     weights = parse_weights(cfg.rewards)
     model, tok, init_meta = _load(cfg.init, "--init")
     state = {"step": 0, "seconds": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0, "zero_signal": 0}
+    resuming = cfg.resume and (resume_dir / "config.json").exists()
+    model, state, opt_state = _restore(resume_dir, model.cfg, state, cfg) if resuming else (model, state, None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    if cfg.resume and (resume_dir / "config.json").exists():
-        model, state, opt = _restore(resume_dir, model, opt, state, cfg)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
     out.mkdir(parents=True, exist_ok=True)
     ref = _load(cfg.init, "--init")[0].requires_grad_(False) if cfg.beta > 0 else None
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test") if cfg.eval_problems else []
@@ -152,7 +149,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     if state["acc_before"] is None:
         state["acc_before"] = evaluate(0, 0.0)
     marks = {"eval": state["seconds"], "save": state["seconds"]}
-    bar = _Bar(cfg, state)
+    by = "seconds" if cfg.seconds > 0 else "step"  # the progress bar follows whichever budget is set
+    bar = tqdm(total=round(cfg.seconds if cfg.seconds > 0 else cfg.max_updates), initial=round(state[by]),
+               unit="s" if cfg.seconds > 0 else "update", dynamic_ncols=True, file=sys.stderr)
     while (cfg.max_updates <= 0 or state["step"] < cfg.max_updates) and (
         cfg.seconds <= 0 or state["seconds"] < cfg.seconds
     ):
@@ -167,11 +166,12 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         texts = [tok.decode(s.tokens) for s in flat]
         t_sampled = time.perf_counter()
         # 2) rewards: weighted verifiable rewards per chain
-        rewards, parts = combine([p for p in problems for _ in range(G)], texts, weights, max_len=max_new)
+        rewards, parts = combine([p for p in problems for _ in range(G)], texts, weights, max_len=max_new,
+                                 finished=[s.finish == "stop" for s in flat])
         r = torch.tensor(rewards)
         # 3) advantages: compare each chain with the other samples of its problem
         adv = adv_fn(r, G)
-        has_signal = r.view(P, G).std(dim=1) > 0 if G > 1 else torch.zeros(P, dtype=torch.bool)
+        has_signal = r.view(P, G).std(dim=1) > 0
         m = {"stage": "grpo", "step": step + 1, "rl/reward_mean": r.mean().item(), "rl/reward_std": r.std().item(),
              "rl/frac_zero_std": 1.0 - has_signal.float().mean().item(),
              "rl/response_len": sum(len(s.tokens) for s in flat) / len(flat),
@@ -193,7 +193,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             # its gradient, so only the others are run, with the kept batch's normalisers: the same update, cheaper.
             work = [i for i in rows if cfg.beta > 0 or adv[i] != 0]
             norms = {"n_rows": len(rows), "n_tokens": sum(len(flat[i].tokens) for i in rows)}
-            m.update(_update(model, opt, ref, [prompts[i // G] for i in work], [flat[i] for i in work], adv[work],
+            m.update(_update(model, opt, ref, prompts, [i // G for i in work], [flat[i] for i in work], adv[work],
                              loss_fn, loss_cfg, cfg, norms))
             if m.pop("nonfinite"):
                 state["skipped"] += 1
@@ -205,7 +205,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         m["seconds"] = state["seconds"]
         state["reward_curve"].append([state["step"], round(state["seconds"], 3), round(m["rl/reward_mean"], 4)])
         append_jsonl(metrics_path, m)
-        bar.update(state, m)
+        bar.update(max(0, min(round(state[by]), bar.total) - bar.n))
+        bar.set_postfix(update=state["step"], reward=f"{m['rl/reward_mean']:.3f}", loss=f"{m.get('train/loss', 0):.4f}",
+                        zero_std=f"{m['rl/frac_zero_std']:.2f}", refresh=False)
         if cfg.eval_every > 0 and state["seconds"] - marks["eval"] >= cfg.eval_every:
             marks["eval"] = state["seconds"]
             evaluate(state["step"], state["seconds"])
@@ -236,20 +238,21 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 # --------------------------------------------------------------------------------------------------- the update
 
 
-def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig, norms: dict):
-    """``cfg.epochs`` gradient steps on (prompt, sample, advantage) rows; returns metrics.
+def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig, norms):
+    """``cfg.epochs`` gradient steps on completion rows (``owner[j]`` indexes ``prompts``); returns metrics.
 
-    Rows are sorted by length and cut into micro-batches of ``cfg.micro_batch`` (less padding, bounded memory); each
-    micro-batch's loss uses the whole batch's normalisers ``norms`` so their gradients add up to the batch gradient.
-    The first epoch's log-probabilities (taken before any step, so from the sampling policy) are ``old_logp``.
-    """
-    order = sorted(range(len(samples)), key=lambda i: len(prompts[i]) + len(samples[i].tokens))
-    chunks = []
-    for c in range(0, len(order), cfg.micro_batch):
-        idx = order[c : c + cfg.micro_batch]
-        ids, mask, sampler = _pack([prompts[i] for i in idx], [samples[i] for i in idx])
-        ref_logp = _token_logp(ref, ids, mask, bf16=cfg.bf16)[0] if ref is not None else None
-        chunks.append({"ids": ids, "mask": mask, "adv": adv[idx], "ref": ref_logp, "old": None, "sampler": sampler})
+    Whole groups go into micro-batches of about ``cfg.micro_batch`` rows (similar lengths together), each weighed
+    with the whole batch's normalisers ``norms``, so their gradients add up to the batch gradient. The first epoch's
+    log-probabilities (before any step, so the sampling policy's) are ``old_logp``."""
+    groups: dict[int, list[int]] = {}
+    for j, u in enumerate(owner):
+        groups.setdefault(u, []).append(j)
+    chunks, idx = [], []
+    for js in sorted(groups.values(), key=lambda js: max(len(samples[j].tokens) for j in js)):
+        idx += js
+        if len(idx) >= cfg.micro_batch:
+            chunks, idx = chunks + [idx], []
+    chunks = [_chunk(ref, prompts, owner, samples, adv, c) for c in chunks + ([idx] if idx else [])]
     n_tok = sum(float(ch["mask"].sum()) for ch in chunks)
     model.train()
     stats: dict = {"rl/entropy": 0.0, "rl/logp_gap": 0.0}
@@ -257,12 +260,12 @@ def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfi
         opt.zero_grad(set_to_none=True)
         total, sums = 0.0, {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 0.0}
         for ch in chunks:
-            logp, entropy = _token_logp(model, ch["ids"], ch["mask"], bf16=cfg.bf16)
+            logp, entropy = _token_logp(model, *ch["inputs"], ch["mask"])
             mask, w = ch["mask"], float(ch["mask"].sum()) / n_tok  # this chunk's share of the tokens
             if ch["old"] is None:
                 ch["old"] = logp.detach()
                 stats["rl/entropy"] += float((entropy * mask).sum()) / n_tok
-                # The sampler (KV cache) and this forward should agree; a gap means numerics drift (e.g. bf16).
+                # The sampler (KV cache, fused weights) and this forward should agree; a gap means numerics drift.
                 stats["rl/logp_gap"] += float(((ch["old"] - ch["sampler"]).abs() * mask).sum()) / n_tok
             loss, s = loss_fn(logp, ch["old"], ch["adv"], mask, cfg=loss_cfg, ref_logp=ch["ref"], **norms)
             if not torch.isfinite(loss):
@@ -270,67 +273,93 @@ def _update(model, opt, ref, prompts, samples, adv, loss_fn, loss_cfg: LossConfi
                 return {**stats, "nonfinite": True}
             loss.backward()
             total += loss.item()
-            for k in sums:
-                sums[k] += s[k] * w
+            sums = {k: v + s[k] * w for k, v in sums.items()}
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             opt.zero_grad(set_to_none=True)
             return {**stats, "nonfinite": True}
         opt.step()
-        stats.update({"train/loss": total, "train/grad_norm": norm.item(), "rl/clip_frac": sums["clip_frac"],
-                      "rl/clip_high_frac": sums["clip_high_frac"], "rl/kl": sums["kl"],
-                      "rl/ratio_mean": sums["ratio_mean"]})
+        stats.update({"train/loss": total, "train/grad_norm": norm.item(), **{f"rl/{k}": v for k, v in sums.items()}})
     return {**stats, "nonfinite": False}
 
 
-def _pack(prompts: list[list[int]], samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt + completion ids [B, L], the target mask [B, L-1] (1 where target t+1 was generated) and
-    the sampler's own log-probabilities in the same layout [B, L-1]."""
-    width = max(len(p) + len(s.tokens) for p, s in zip(prompts, samples))
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    mask, sampler = torch.zeros(len(prompts), width - 1), torch.zeros(len(prompts), width - 1)
-    for b, (p, s) in enumerate(zip(prompts, samples)):
-        ids[b, : len(p) + len(s.tokens)] = torch.tensor(p + s.tokens, dtype=torch.long)
-        start = len(p) - 1  # the target at position t is token t+1: the first completion token sits at len(p) - 1
-        mask[b, start : start + len(s.tokens)] = 1.0
-        sampler[b, start : start + len(s.tokens)] = torch.tensor(s.logprobs)
-    return ids, mask, sampler
+def _chunk(ref, prompts, owner, samples, adv, idx: list[int]) -> dict:
+    """Tensors of one micro-batch: its distinct prompts, completion ids/mask [n, T] and the sampler's logprobs."""
+    uniq = sorted({owner[j] for j in idx})
+    local = {u: k for k, u in enumerate(uniq)}
+    T = max(len(samples[j].tokens) for j in idx)
+    cids, mask, sampler = torch.zeros(len(idx), T, dtype=torch.long), torch.zeros(len(idx), T), torch.zeros(len(idx), T)
+    for b, j in enumerate(idx):
+        n, s = len(samples[j].tokens), samples[j]
+        cids[b, :n], mask[b, :n], sampler[b, :n] = torch.tensor(s.tokens), 1.0, torch.tensor(s.logprobs)
+    inputs = ([prompts[u] for u in uniq], torch.tensor([local[owner[j]] for j in idx]), cids)
+    ref_logp = _token_logp(ref, *inputs, mask)[0].detach() if ref is not None else None
+    return {"inputs": inputs, "mask": mask, "sampler": sampler, "adv": adv[idx], "ref": ref_logp, "old": None}
 
 
-def _token_logp(model, ids: torch.Tensor, mask: torch.Tensor, *, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of each next token [B, L-1] (with grad when enabled; 0 where ``mask`` is 0) and the
-    distribution's entropy there (no grad). The output head runs only on masked-in (completion) positions."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        hidden = model.hidden(ids[:, :-1])
-        where = mask.nonzero(as_tuple=True)
-        logits = model.lm_head(hidden[where])  # [N, V] for the N completion tokens only
-    logp_all = F.log_softmax(logits.float(), dim=-1)
+def _token_logp(model, prompts, rows, cids, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities [n, T] of completion tokens ``cids`` after prompt ``prompts[rows[b]]`` (0 where ``mask`` is
+    0; with grad when enabled) and the policy's entropy there (no grad). Each distinct prompt runs once (left-padded,
+    keys/values cached); the completions then attend to that cache copied per row, so a group's G samples share
+    their prompt's forward pass. Same values as one pass over prompt + completion."""
+    L = max(map(len, prompts))
+    lens = torch.tensor([len(p) for p in prompts])
+    ids = torch.zeros(len(prompts), L, dtype=torch.long)
+    for u, p in enumerate(prompts):
+        ids[u, L - len(p) :] = torch.tensor(p, dtype=torch.long)
+    cols = torch.arange(L)
+    valid = cols[None, :] >= (L - lens)[:, None]  # [P, L] real (not padding) prompt columns
+    cache = KVCache(model.cfg, len(prompts), L)
+    pos = (cols[None, :] - (L - lens)[:, None]).clamp_min(0)
+    h = model.hidden(ids, positions=pos, cache=cache, attn_mask=None if valid.all() else valid)[rows, -1:]
+    if cids.shape[1] > 1:  # the last completion token is never an input
+        T = cids.shape[1] - 1
+        keys = torch.cat([valid[rows], torch.ones(len(rows), T, dtype=torch.bool)], dim=1)
+        h_c = model.hidden(cids[:, :-1], positions=lens[rows, None] + torch.arange(T), attn_mask=keys,
+                           cache=_RowCache(cache, rows, T, model.cfg.n_layers))
+        h = torch.cat([h, h_c], dim=1)  # [n, T]: the hidden state that predicts completion token t
+    where = mask.nonzero(as_tuple=True)
+    logp_all = F.log_softmax(model.lm_head(h[where]), dim=-1)  # [N, V] for the N completion tokens only
     with torch.no_grad():
         entropy = torch.zeros_like(mask).index_put(where, -(logp_all.exp() * logp_all).sum(-1))
-    picked = logp_all.gather(-1, ids[:, 1:][where][:, None]).squeeze(-1)
+    picked = logp_all.gather(-1, cids[where][:, None]).squeeze(-1)
     return torch.zeros_like(mask).index_put(where, picked), entropy
+
+
+class _RowCache:
+    """KV-cache stand-in for the completion pass: per layer, the prompt's keys/values copied to each completion row,
+    then room for ``extra`` columns. One tensor per layer (KVCache stacks layers in one tensor): the pass writes
+    layer after layer, and a write into a shared tensor would invalidate what earlier layers saved for backward."""
+
+    def __init__(self, cache: KVCache, rows: torch.Tensor, extra: int, n_layers: int) -> None:
+        def grow(t: torch.Tensor) -> torch.Tensor:
+            t = t[:, :, : cache.length].index_select(0, rows)
+            return torch.cat([t, t.new_empty(*t.shape[:2], extra, t.shape[3])], dim=2)
+
+        self.kv = [tuple(grow(t) for t in cache.layer(i)) for i in range(n_layers)]
+        self.length, self.batch, self.max_len = cache.length, len(rows), cache.length + extra
+
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.kv[i]
 
 
 # --------------------------------------------------------------------------------------------------- run plumbing
 
 
 def _validate(cfg: GRPOConfig) -> None:
-    if not cfg.init:
-        raise ValueError("--init is required: GRPO starts from a trained checkpoint (e.g. an SFT run dir)")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
-    if cfg.seconds <= 0 and cfg.max_updates <= 0:
-        raise ValueError("give a positive --seconds or --max-updates budget")
-    if cfg.problems_per_batch < 1:
-        raise ValueError(f"--problems-per-batch must be >= 1 (got {cfg.problems_per_batch}): nothing to train on")
-    if cfg.group_size < 2:
-        raise ValueError(f"--group-size must be >= 2 (got {cfg.group_size}): advantages compare samples of a group")
-    if cfg.temperature <= 0:
-        raise ValueError("--temperature must be > 0: greedy groups are identical and carry no signal")
-    if cfg.micro_batch < 1:
-        raise ValueError(f"--micro-batch must be >= 1 (got {cfg.micro_batch})")
-    if cfg.epochs < 1 or cfg.lr <= 0 or cfg.eval_problems < 0 or cfg.max_completion_tokens < 0:
-        raise ValueError("need --epochs >= 1, --lr > 0, --eval-problems >= 0 and --max-completion-tokens >= 0")
+    checks = [
+        (not cfg.init, "--init is required: GRPO starts from a trained checkpoint (e.g. an SFT run dir)"),
+        (cfg.loss not in LOSSES, f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}"),
+        (cfg.seconds <= 0 and cfg.max_updates <= 0, "give a positive --seconds or --max-updates budget"),
+        (cfg.problems_per_batch < 1, f"--problems-per-batch must be >= 1, got {cfg.problems_per_batch}: no data"),
+        (cfg.group_size < 2, f"--group-size must be >= 2 (got {cfg.group_size}): advantages compare a group's samples"),
+        (cfg.temperature <= 0, "--temperature must be > 0: greedy groups are identical and carry no signal"),
+        (min(cfg.epochs, cfg.micro_batch) < 1 or cfg.lr <= 0, "need --epochs >= 1, --micro-batch >= 1 and --lr > 0"),
+        (min(cfg.eval_problems, cfg.max_completion_tokens) < 0, "--eval-problems/--max-completion-tokens must be >= 0"),
+    ]
+    for bad, message in checks:
+        if bad:
+            raise ValueError(message)
 
 
 def _load(path: str, flag: str):
@@ -350,48 +379,21 @@ def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -
     tmp.replace(resume_dir / "optimizer.pt")
 
 
-def _restore(resume_dir: Path, model, opt, state: dict, cfg: GRPOConfig):
-    """Continue from a snapshot: its weights (same architecture as --init), step, clock and optimizer state."""
-    resumed, _, meta = _load(str(resume_dir), "resume snapshot")
-    if resumed.cfg != model.cfg:
+def _restore(resume_dir: Path, init_arch, state: dict, cfg: GRPOConfig):
+    """(model, state, optimizer state or None) of a snapshot, whose architecture must match --init's."""
+    model, _, meta = _load(str(resume_dir), "resume snapshot")
+    if model.cfg != init_arch:
         raise ValueError(f"{resume_dir} holds a model of another architecture than --init {cfg.init}; "
                          "use --force to start over or --no-resume")
     state = {**state, **meta.get("train_state", {})}
-    opt = torch.optim.AdamW(resumed.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     saved = torch.load(resume_dir / "optimizer.pt", weights_only=True) if (resume_dir / "optimizer.pt").exists() else {}
-    if saved.get("step") == state["step"]:
-        opt.load_state_dict(saved["optimizer"])
-    else:  # killed between the two writes: weights are newer than the optimizer state
+    if saved.get("step") != state["step"]:  # killed between the two writes: weights are newer than the optimizer
         print(f"warning: {resume_dir}: optimizer state missing or stale; continuing with a fresh one", file=sys.stderr)
     print(f"resuming {resume_dir.parent} at update {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
-    return resumed, state, opt
+    return model, state, saved["optimizer"] if saved.get("step") == state["step"] else None
 
 
 def _check_finite(model) -> None:
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise RuntimeError(f"refusing to save a checkpoint with non-finite parameters ({', '.join(bad[:3])})")
-
-
-class _Bar:
-    """tqdm bar over the time (or update) budget with the headline RL metrics."""
-
-    def __init__(self, cfg: GRPOConfig, state: dict) -> None:
-        from tqdm import tqdm
-
-        self.by_time = cfg.seconds > 0
-        total = cfg.seconds if self.by_time else cfg.max_updates
-        start = state["seconds"] if self.by_time else state["step"]
-        self.t = tqdm(total=round(total), initial=round(start), unit="s" if self.by_time else "update",
-                      dynamic_ncols=True, file=sys.stderr)
-
-    def update(self, state: dict, m: dict) -> None:
-        target = round(state["seconds"]) if self.by_time else state["step"]
-        if target > self.t.n:
-            self.t.update(min(target, self.t.total) - self.t.n)
-        loss = m.get("train/loss", math.nan)
-        self.t.set_postfix(update=state["step"], reward=f"{m['rl/reward_mean']:.3f}", loss=f"{loss:.4f}",
-                           zero_std=f"{m['rl/frac_zero_std']:.2f}", refresh=False)
-
-    def close(self) -> None:
-        self.t.close()

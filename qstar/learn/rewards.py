@@ -4,10 +4,16 @@ Every reward has one signature::
 
     reward(problems: Sequence[Problem], texts: Sequence[str], **context) -> list[float]
 
-``texts`` are generated chains (without the prompt). ``context`` carries run facts some rewards need (``max_len``:
-the completion budget in tokens); a reward ignores keys it does not use. :func:`combine` mixes named rewards by
-weights parsed from a config string such as ``"correctness=1,format=0.1"``. qstar's tokenizer is one token per
-character, so lengths below are characters = tokens.
+``texts`` are generated chains (without the prompt). ``context`` carries run facts some rewards need: ``max_len``
+(the completion budget in tokens) and ``finished`` (per text, False when the token budget cut the chain before
+<eos>); a reward ignores keys it does not use. :func:`combine` mixes named rewards by weights parsed from a config
+string such as ``"correctness=1,format=0.1"``. qstar's tokenizer is one token per character, so lengths below are
+characters = tokens.
+
+Correctness and format are strict about the chain format (qstar.tasks.format): the answer line must be the chain's
+last line and the chain must have finished. A lenient reward (first answer line anywhere) is easy to hack: a policy
+that writes ``Answer: 1`` over and over until the budget runs out collected a letter-counting task's most common
+answer 73% of the time, without counting.
 """
 
 from __future__ import annotations
@@ -16,36 +22,46 @@ from collections.abc import Callable, Sequence
 
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
-from qstar.tasks.format import split_chain
+from qstar.tasks.format import ANSWER_PREFIX, split_chain
 
 __all__ = ["REWARDS", "correctness", "format_reward", "length_penalty", "parse_weights", "combine"]
 
 RewardFn = Callable[..., list[float]]
 
 
-def correctness(problems: Sequence[Problem], texts: Sequence[str], **_) -> list[float]:
-    """1.0 where the task's exact verifier accepts the chain's answer, else 0.0 (no answer line counts as wrong).
+def correctness(problems: Sequence[Problem], texts: Sequence[str], *, finished=None, **_) -> list[float]:
+    """1.0 where the chain is well formed (see :func:`format_reward`) and the task's exact verifier accepts its
+    answer, else 0.0.
 
     >>> p = get_task("mult").generate(1, seed=0)[0]
-    >>> correctness([p, p, p], [get_task("mult").reference(p), "Answer: " + p.answer, "no answer here"])
-    [1.0, 1.0, 0.0]
+    >>> ok = "Answer: " + p.answer
+    >>> correctness([p] * 5, [get_task("mult").reference(p), ok, ok + "\\n" + ok, ok, "no answer"],
+    ...             finished=[True, True, True, False, True])
+    [1.0, 1.0, 0.0, 0.0, 0.0]
     """
-    _check(problems, texts)
+    well_formed = format_reward(problems, texts, finished=finished)
     out = []
-    for p, text in zip(problems, texts):
+    for p, text, ok in zip(problems, texts, well_formed):
         task = get_task(p.task)
-        out.append(1.0 if task.verify(p, task.extract_answer(text)) else 0.0)
+        out.append(1.0 if ok and task.verify(p, task.extract_answer(text)) else 0.0)
     return out
 
 
-def format_reward(problems: Sequence[Problem], texts: Sequence[str], **_) -> list[float]:
-    """1.0 where the chain ends in a non-empty ``Answer: X`` line, else 0.0. Ignores correctness.
+def format_reward(problems: Sequence[Problem], texts: Sequence[str], *, finished=None, **_) -> list[float]:
+    """1.0 where the chain's last line is its only, non-empty ``Answer: X`` line and the chain finished (when
+    ``finished`` is given), else 0.0. Ignores correctness.
 
-    >>> format_reward([None, None, None], ["12 * 3 = 36\\nAnswer: 36", "12 * 3 = 36\\n", "Answer: "])
-    [1.0, 0.0, 0.0]
+    >>> format_reward([None] * 4, ["12 * 3 = 36\\nAnswer: 36", "12 * 3 = 36\\n", "Answer: ", "Answer: 3\\nAnswer: 3"])
+    [1.0, 0.0, 0.0, 0.0]
     """
     _check(problems, texts)
-    return [1.0 if split_chain(t)[1] else 0.0 for t in texts]
+    finished = [True] * len(texts) if finished is None else finished
+    out = []
+    for text, done in zip(texts, finished):
+        lines = text.rstrip("\n").split("\n")
+        last_only = sum(line.startswith(ANSWER_PREFIX) for line in lines) == 1 and lines[-1].startswith(ANSWER_PREFIX)
+        out.append(1.0 if done and last_only and split_chain(text)[1] else 0.0)
+    return out
 
 
 def length_penalty(
