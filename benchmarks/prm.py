@@ -39,7 +39,7 @@ from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.types import Prompt
 from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
-from qstar.scorers.learned import LearnedScorer, RewardModel
+from qstar.scorers.learned import AGGREGATIONS, LearnedScorer, RewardModel, chain_steps, save_reward_model
 from qstar.search.estimators import bootstrap_ci
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
@@ -74,7 +74,7 @@ class Args:
     """Training seconds per reward model."""
     variants: tuple[str, ...] = ("prm-shared", "orm-shared", "prm-small", "orm-small", "orm-shared-naive")
     """Reward models to train: kind-trunk[-ablation], ablations naive, lowT, last (train the final position only),
-    unbal, hard (hard MC labels), prod / mean / lastagg (PRM aggregation; default min)."""
+    unbal, hard (hard MC labels). PRMs are also reported as name@prod / @last / @mean (default: min)."""
     seed: int = 0
     """Seed."""
 
@@ -99,15 +99,17 @@ def cached_labels(path: Path, policy, task, problems, *, samples: int, temperatu
 
 
 def variant_items(name: str, labels: list[dict], lowt: list[dict]) -> tuple[list, dict]:
-    """Training items and fit options for a variant name."""
+    """Training items and fit options for a variant name (kind-trunk[-ablation...])."""
     kind, _, *ablations = name.split("-")
+    unknown = set(ablations) - {"naive", "lowT", "last", "unbal", "hard"}
+    if kind not in ("orm", "prm") or unknown:
+        raise SystemExit(f"bad variant {name!r}: kind orm|prm, trunk shared|tiny|small|base, ablations naive, lowT, "
+                         "last, unbal, hard")
     recs = lowt if ("naive" in ablations or "lowT" in ablations) else labels
     items = reward_items(recs, kind=kind, label="hard" if "hard" in ablations else "soft")
     if "naive" in ablations or "last" in ablations:  # outcome at the final read position only
         items = [(q, s, [float("nan")] * (len(t) - 1) + t[-1:]) for q, s, t in items]
-    balance = not ("naive" in ablations or "unbal" in ablations)
-    agg = next((a for a in ("prod", "mean") if a in ablations), "last" if "lastagg" in ablations else "min")
-    return items, {"balance": balance, "aggregation": agg}
+    return items, {"balance": not ("naive" in ablations or "unbal" in ablations)}
 
 
 def main(args: Args) -> None:
@@ -150,31 +152,34 @@ def main(args: Args) -> None:
         (out / "test.jsonl.tmp").replace(out / "test.jsonl")
     problems = [Problem.from_json(r["problem"]) for r in test_rows]
 
-    # 3) train + score each variant
+    # 3) train each variant, keep its per-step scores of every test chain (any aggregation is then free)
     scores: dict[str, list[list[float]]] = {}
+    flat_y = [y for r in test_rows for y in r["correct"]]
     for name in args.variants:
-        path = out / f"scores-{name}.json"
-        if path.exists():
-            scores[name] = json.loads(path.read_text())["scores"]
-            continue
-        items, opts = variant_items(name, labels, lowt)
-        trunk_name = name.split("-")[1]
-        torch.manual_seed(args.seed)
-        trunk = load_checkpoint(ckpt)[0] if trunk_name == "shared" else Transformer(ModelConfig.preset(trunk_name))
-        rm = RewardModel(trunk, kind=name.split("-")[0])
-        stats = fit_reward(rm, tok, items, seconds=args.seconds, balance=opts["balance"], seed=args.seed)
-        scorer = LearnedScorer(rm, tok, aggregation=opts["aggregation"])
-        flat = scorer.score([p for p, r in zip(problems, test_rows) for _ in r["chains"]],
-                            [c for r in test_rows for c in r["chains"]])
-        scores[name] = [flat[i * args.n : (i + 1) * args.n] for i in range(len(test_rows))]
-        atomic_write_json(path, {"scores": scores[name], "fit": stats, **opts})
-        flat_y = [y for r in test_rows for y in r["correct"]]
-        log({"what": "fit", "variant": name, "auc": auc(flat, flat_y), "params": rm.num_params(),
-             **{k: v for k, v in stats.items()}, **opts}, out)
+        kind, path = name.split("-")[0], out / f"scores-{name}.json"
+        if not path.exists():
+            items, opts = variant_items(name, labels, lowt)
+            trunk_name = name.split("-")[1]
+            torch.manual_seed(args.seed)
+            trunk = load_checkpoint(ckpt)[0] if trunk_name == "shared" else Transformer(ModelConfig.preset(trunk_name))
+            rm = RewardModel(trunk, kind=kind)
+            stats = fit_reward(rm, tok, items, seconds=args.seconds, balance=opts["balance"], seed=args.seed)
+            save_reward_model(out / "models" / name, rm, tok, meta={"stage": kind, "variant": name, "metrics": stats})
+            questions = [r["problem"]["question"] for r in test_rows for _ in r["chains"]]
+            chains = [chain_steps(c) for r in test_rows for c in r["chains"]]
+            steps = LearnedScorer(rm, tok).step_probs(questions, chains)
+            atomic_write_json(path, {"steps": [steps[i * args.n : (i + 1) * args.n] for i in range(len(test_rows))],
+                                     "fit": stats, "params": rm.num_params(), **opts})
+        rec = json.loads(path.read_text())
+        default = "last" if kind == "orm" else "min"  # the ORM reads <eos> = its last step
+        for agg in [default] + ([a for a in AGGREGATIONS if a != default] if kind == "prm" else []):
+            key = name if agg == default else f"{name}@{agg}"
+            scores[key] = [[AGGREGATIONS[agg](s) if s else 0.0 for s in row] for row in rec["steps"]]
+            log({"what": "fit", "variant": key, "auc": auc([x for row in scores[key] for x in row], flat_y),
+                 "params": rec["params"], **rec["fit"], "balance": rec["balance"]}, out)
 
     # the policy's own confidence (exp of its mean token log-prob): a free baseline every learned verifier must beat
     scores["policy-logprob"] = [[math.exp(x) for x in r["mean_logprob"]] for r in test_rows]
-    flat_y = [y for r in test_rows for y in r["correct"]]
     log({"what": "fit", "variant": "policy-logprob", "auc": auc([x for r in scores["policy-logprob"] for x in r],
                                                                  flat_y)}, out)
 

@@ -18,8 +18,7 @@ Metrics per update: ``rl/reward_mean``, ``rl/reward_std``, ``reward/<name>`` (ea
 How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 - one on-policy update per batch by default, so old_logp = logp.detach() and the ratio is 1 (``epochs`` > 1 reuses
   the batch and the clip becomes active); no value model, no reward model: the verifier is the reward;
-- DAPO's dynamic sampling drops zero-variance groups but does not resample to refill the batch;
-- the KL term (``beta``) is off by default, as in Dr. GRPO and DAPO, which saves a reference forward pass;
+- DAPO's dynamic sampling drops zero-variance groups without resampling; the KL term (``beta``) is off by default;
 - log-probabilities are the raw (untempered) model distribution, the same the sampler reports and greedy decoding
   follows; at the default temperature 1 this is exactly the sampling distribution.
 """
@@ -73,7 +72,9 @@ class GRPOConfig:
     temperature: float = 1.0
     """Sampling temperature. Lower means fewer groups with mixed outcomes (less signal); 1 is on-policy."""
     lr: float = 2e-4
-    """AdamW learning rate (constant)."""
+    """AdamW learning rate, constant after the warm-up."""
+    warmup_updates: int = 10
+    """Linear lr warm-up: Adam's first steps move every weight by about lr whatever the gradient's size."""
     loss: str = field(default="grpo", metadata={"choices": sorted(LOSSES)})
     """Loss: grpo (seq-mean, std-normalised), dr_grpo (length-unbiased, no std), dapo (token-mean; full DAPO adds
     --clip-eps-high 0.28 --dynamic-sampling)."""
@@ -193,6 +194,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             # its gradient, so only the others are run, with the kept batch's normalisers: the same update, cheaper.
             work = [i for i in rows if cfg.beta > 0 or adv[i] != 0]
             norms = {"n_rows": len(rows), "n_tokens": sum(len(flat[i].tokens) for i in rows)}
+            opt.param_groups[0]["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_updates))  # one group
             m.update(_update(model, opt, ref, prompts, [i // G for i in work], [flat[i] for i in work], adv[work],
                              loss_fn, loss_cfg, cfg, norms))
             if m.pop("nonfinite"):
@@ -200,9 +202,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 print(f"warning: update {step + 1}: non-finite loss or gradient; update skipped", file=sys.stderr)
         # 6) log metrics, evaluate and snapshot on their own clocks (excluded from the training time)
         state["step"] = step + 1
-        m["time/sample"], m["time/update"] = t_sampled - t0, time.perf_counter() - t_sampled
-        state["seconds"] += time.perf_counter() - t0
-        m["seconds"] = state["seconds"]
+        state["seconds"] += (t1 := time.perf_counter()) - t0
+        m.update({"time/sample": t_sampled - t0, "time/update": t1 - t_sampled, "seconds": state["seconds"]})
         state["reward_curve"].append([state["step"], round(state["seconds"], 3), round(m["rl/reward_mean"], 4)])
         append_jsonl(metrics_path, m)
         bar.update(max(0, min(round(state[by]), bar.total) - bar.n))
@@ -357,9 +358,8 @@ def _validate(cfg: GRPOConfig) -> None:
         (min(cfg.epochs, cfg.micro_batch) < 1 or cfg.lr <= 0, "need --epochs >= 1, --micro-batch >= 1 and --lr > 0"),
         (min(cfg.eval_problems, cfg.max_completion_tokens) < 0, "--eval-problems/--max-completion-tokens must be >= 0"),
     ]
-    for bad, message in checks:
-        if bad:
-            raise ValueError(message)
+    if any(bad for bad, _ in checks):
+        raise ValueError(next(message for bad, message in checks if bad))
 
 
 def _load(path: str, flag: str):
