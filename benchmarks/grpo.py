@@ -41,6 +41,8 @@ class BenchConfig:
     """Loss (grpo, dr_grpo, dapo)."""
     lr: float = 2e-4
     """Learning rate."""
+    temperature: float = 1.0
+    """Sampling temperature."""
     seed: int = 0
     """Seed."""
     out: str = ""
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({"bench": "grpo", "sft_seconds": sft["train_seconds"],
                           "sft_accuracy": sft["greedy_accuracy"]}))
     cfg = GRPOConfig(init=init, task=b.task, out=str(out / "grpo"), seconds=b.seconds, eval_problems=b.eval_problems,
-                     eval_every=b.eval_every, loss=b.loss, lr=b.lr, seed=b.seed, force=True)
+                     eval_every=b.eval_every, loss=b.loss, lr=b.lr, temperature=b.temperature, seed=b.seed,
+                     force=True)
     s = train_grpo(cfg)
     for rec in read_jsonl(out / "grpo" / "metrics.jsonl"):
         if "eval/greedy_accuracy" in rec:
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
                               "greedy_accuracy": rec["eval/greedy_accuracy"]}))
     gain = 100.0 * (s["greedy_accuracy_after"] - s["greedy_accuracy_before"])
     result = {
-        "bench": "grpo", "task": b.task, "init": init, "loss": b.loss,
+        "bench": "grpo", "task": b.task, "init": init, "loss": b.loss, "lr": b.lr, "temperature": b.temperature,
         "greedy_accuracy_before": s["greedy_accuracy_before"], "greedy_accuracy_after": s["greedy_accuracy_after"],
         "gain_points": round(gain, 2), "target_points": b.target_points, "target_met": gain >= b.target_points,
         "train_seconds": round(s["train_seconds"], 1), "updates": s["updates"],

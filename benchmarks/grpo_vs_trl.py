@@ -7,8 +7,10 @@ the same checkpoint (TRL loads it with ``AutoModelForCausalLM.from_pretrained``)
 <bos>, ``problems_per_batch`` x ``group_size`` completions per update, the same completion budget, temperature 1,
 lr, the ``grpo`` loss without KL (beta 0), one on-policy update per generation, fp32, AdamW, grad clip 1. Each side
 runs ``warmup`` untimed updates first. Completions stop at <eos> on both sides; mean completion tokens per update are
-reported for each so a length difference is visible, and the sampling share of each update. Per-update times are
-medians over the timed updates. Prints one JSON line with qstar_s_per_update, trl_s_per_update and speedup.
+reported for each so a length difference is visible, and the sampling share of each update. qstar runs no
+forward/backward for chains whose advantage is 0 (groups with all-equal rewards, share ``qstar_frac_zero_std``):
+they add exactly nothing to the loss, so both sides take the same update. Per-update times are medians over the
+timed updates. Prints one JSON line with qstar_s_per_update, trl_s_per_update and speedup.
 Without ``--init`` an SFT checkpoint is trained first (``--sft-seconds``).
 """
 
@@ -62,8 +64,9 @@ class BenchConfig:
 
 def run_qstar(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
     cfg = GRPOConfig(init=ckpt, task=b.task, out=str(out), seconds=0, max_updates=b.warmup + b.updates,
-                     problems_per_batch=b.problems_per_batch, group_size=b.group_size, lr=b.lr, loss="grpo",
-                     max_completion_tokens=max_new, eval_problems=0, save_every=1e9, seed=b.seed, force=True)
+                     problems_per_batch=b.problems_per_batch, group_size=b.group_size, lr=b.lr, warmup_updates=0,
+                     loss="grpo", max_completion_tokens=max_new, eval_problems=0, save_every=1e9, seed=b.seed,
+                     force=True)
     s = train_grpo(cfg)
     rows = [r for r in read_jsonl(out / "metrics.jsonl") if "rl/reward_mean" in r]
     clock = [0.0] + [r["seconds"] for r in rows]
@@ -73,7 +76,8 @@ def run_qstar(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
     return {"s_per_update": statistics.median(per), "tokens_per_update": statistics.mean(
         r["rl/response_len"] * n for r in timed), "skipped": s["skipped_updates"] + s["zero_signal_updates"],
         "reward_mean": statistics.mean(r["rl/reward_mean"] for r in rows),
-        "sample_s": statistics.median(r["time/sample"] for r in timed)}
+        "sample_s": statistics.median(r["time/sample"] for r in timed),
+        "frac_zero_std": statistics.mean(r["rl/frac_zero_std"] for r in timed)}
 
 
 def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
@@ -166,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
         "qstar_completion_tokens_per_update": round(q["tokens_per_update"], 1),
         "trl_completion_tokens_per_update": t["tokens_per_update"] and round(t["tokens_per_update"], 1),
         "qstar_sample_s": round(q["sample_s"], 4), "trl_sample_s": t["sample_s"] and round(t["sample_s"], 4),
-        "qstar_skipped_updates": q["skipped"], "qstar_reward_mean": round(q["reward_mean"], 4),
+        "qstar_skipped_updates": q["skipped"],
+        "qstar_frac_zero_std": round(q["frac_zero_std"], 3), "qstar_reward_mean": round(q["reward_mean"], 4),
         "completions_per_update": b.problems_per_batch * b.group_size, "max_completion_tokens": max_new,
         "threads": threads, "device": "cpu", "trl_version": trl.__version__, "torch_version": torch.__version__,
         "checkpoint": ckpt, "settings": {k: v for k, v in asdict(b).items() if k not in ("init",)},

@@ -70,8 +70,10 @@ class Args:
     """Samples per held-out problem (largest best-of-n)."""
     subsets: int = 64
     """Random n-subsets per problem for n < N."""
-    seconds: float = 90.0
-    """Training seconds per reward model."""
+    steps: int = 200
+    """Training updates per reward model (a step budget keeps variants comparable on a busy machine)."""
+    seconds: float = 0.0
+    """Training seconds per reward model instead of --steps (when --steps is 0)."""
     variants: tuple[str, ...] = ("prm-shared", "orm-shared", "prm-small", "orm-small", "orm-shared-naive")
     """Reward models to train: kind-trunk[-ablation], ablations naive, lowT, last (train the final position only),
     unbal, hard (hard MC labels). PRMs are also reported as name@prod / @last / @mean (default: min)."""
@@ -163,7 +165,8 @@ def main(args: Args) -> None:
             torch.manual_seed(args.seed)
             trunk = load_checkpoint(ckpt)[0] if trunk_name == "shared" else Transformer(ModelConfig.preset(trunk_name))
             rm = RewardModel(trunk, kind=kind)
-            stats = fit_reward(rm, tok, items, seconds=args.seconds, balance=opts["balance"], seed=args.seed)
+            stats = fit_reward(rm, tok, items, steps=args.steps or None, seconds=None if args.steps else args.seconds,
+                               balance=opts["balance"], seed=args.seed)
             save_reward_model(out / "models" / name, rm, tok, meta={"stage": kind, "variant": name, "metrics": stats})
             questions = [r["problem"]["question"] for r in test_rows for _ in r["chains"]]
             chains = [chain_steps(c) for r in test_rows for c in r["chains"]]

@@ -190,7 +190,7 @@ def reward_items(records: Sequence[dict], *, kind: str,
 def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], list[float]]], *,
                seconds: float | None = None, steps: int | None = None, lr: float = 3e-4, batch_size: int = 32,
                weight_decay: float = 0.01, balance: bool = True, warmup_steps: int = 20, bf16: bool = True,
-               seed: int = 0) -> dict:
+               head_lr_mult: float = 10.0, seed: int = 0) -> dict:
     """BCE of the head at every step end against soft targets in [0, 1]; returns {steps, seconds, loss, first_loss}.
 
     A NaN target leaves its step untrained (e.g. an outcome verifier trained at the final position only).
@@ -215,7 +215,12 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         model.head.bias.fill_(0.0 if balance else math.log(mean / (1 - mean)))
     max_len = model.trunk.cfg.max_seq_len
     enc = [(*encode_steps(tok, q, s, max_len=max_len), ts) for q, s, ts in items]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
+    # The head starts at zero, and the trunk's gradient is proportional to the head's weights: a head at the trunk's
+    # small LR leaves the trunk untrained for a hundred steps. So the head learns faster.
+    head = list(model.head.parameters())
+    trunk = [p for p in model.parameters() if all(p is not h for h in head)]
+    opt = torch.optim.AdamW([{"params": trunk, "mult": 1.0}, {"params": head, "mult": head_lr_mult}], lr=lr,
+                            betas=(0.9, 0.95), weight_decay=weight_decay)
     rng = random.Random(seed)
     order: list[int] = []
     step, trained, loss_ema, first, bad = 0, 0.0, float("nan"), float("nan"), 0
@@ -227,7 +232,8 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         batch, order = [enc[i] for i in order[:batch_size]], order[batch_size:]
         frac = max(step / steps if steps else 0.0, trained / seconds if seconds else 0.0)
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / warmup_steps) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            warm = min(1.0, (step + 1) / warmup_steps)
+            g["lr"] = g["mult"] * lr * warm * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))  # cosine to 10%
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(pad_batch([ids for ids, _, _ in batch], tok.pad_id))
         logits = logits.float()
