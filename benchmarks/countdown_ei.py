@@ -54,6 +54,8 @@ class Args:
     """SFT learning rate in the rounds."""
     max_per_problem: int = 2
     """Most kept chains per problem per round."""
+    accumulate: bool = True
+    """Train each round on the kept chains of all rounds so far (else only the round's own)."""
     reference_fraction: float = 0.0
     """Reference chains mixed into each round's SFT data."""
     retry_fraction: float = 0.0
@@ -103,25 +105,29 @@ def main(args: Args) -> None:
     ei = ExpertIterationConfig(init=str(sft_dir), task=args.task, out=str(out / "ei"), rounds=args.rounds,
                                problems=args.problems, samples=args.samples, temperature=args.temperature,
                                verifier="checker", epochs=args.ei_epochs, lr=args.ei_lr,
-                               max_per_problem=args.max_per_problem,
+                               max_per_problem=args.max_per_problem, accumulate=args.accumulate,
                                reference_fraction=args.reference_fraction,
                                retry_fraction=args.retry_fraction, eval_problems=args.eval_problems, seed=args.seed)
     summary = json.loads((out / "ei" / "summary.json").read_text()) if (out / "ei" / "summary.json").exists() \
         else train_expert_iteration(ei)
     base = summary["init_greedy_accuracy"]
-    log({"what": "sft", "greedy_pass@1": base, "checkpoint": str(sft_dir), "tinyzero_pass@1":
+    log({"what": "sft", "greedy_pass@1": base, "sampled_pass@1": summary.get("init_sample_accuracy"),
+         "checkpoint": str(sft_dir), "tinyzero_pass@1":
          tinyzero_accuracy(sft_dir, args.tinyzero) if args.tinyzero else None}, out)
     # 2) rounds
     for r in summary["rounds"]:
         log({"what": "ei_round", "round": r.get("round"), "greedy_pass@1": r.get("eval/greedy_accuracy"),
+             "sampled_pass@1": r.get("eval/sample_accuracy"),
              "kept": r.get("kept"), "solved": r.get("search/solved"),
              "sample_accuracy": r.get("search/sample_accuracy"),
              "train_seconds": r.get("train/seconds")}, out)
     final = next((r["eval/greedy_accuracy"] for r in reversed(summary["rounds"]) if r.get("eval/greedy_accuracy")
                   is not None), base)
     final_ckpt = Path(summary["checkpoint"])
+    s0, s1 = summary.get("init_sample_accuracy"), summary.get("final_sample_accuracy")
     log({"what": "result", "sft_pass@1": base, "ei_pass@1": final, "ratio": final / base if base else None,
-         "doubled": bool(base and final >= 2 * base), "tinyzero_pass@1":
+         "doubled": bool(base and final >= 2 * base), "sft_sampled_pass@1": s0, "ei_sampled_pass@1": s1,
+         "sampled_ratio": s1 / s0 if s0 and s1 is not None else None, "tinyzero_pass@1":
          tinyzero_accuracy(final_ckpt, args.tinyzero) if args.tinyzero else None}, out)
 
 

@@ -1,6 +1,6 @@
 """Test-time scaling curves: every strategy at budgets 1, 2, 4, ..., 64 on one checkpoint.
 
-    .venv/bin/python benchmarks/search.py --checkpoint runs/sft [--task mult --problems 24 --budgets 1 2 4 8]
+    .venv/bin/python benchmarks/search.py --checkpoint runs/demo [--task mixture --problems 24 --budgets 1 2 4 8]
 
 Prints one JSON line per (strategy, budget): strategy, label, budget, accuracy, ci_low, ci_high,
 tokens_per_problem, flops_per_problem, seconds, scorer, oracle, and nodes_per_second for tree strategies.
@@ -28,8 +28,9 @@ class BenchConfig:
 
     checkpoint: str = ""
     """Checkpoint (run dir or HF dir); empty: train a tiny one for --train-seconds."""
-    task: str = "mult"
-    """Task to evaluate on."""
+    task: str = "mixture"
+    """Task to evaluate on: the demo's default mixture (five of its six families have a programmatic checker;
+    multiplication has none, so on mult alone only the unscored strategies and learned scorers apply)."""
     problems: int = 24
     """Problems per (strategy, budget); 24 keeps the full sweep to minutes on 2 cores."""
     budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)

@@ -113,6 +113,8 @@ def test_retry_examples_and_mixing():
         mixed(base, extra, 1.5)
     with pytest.raises(ValueError, match="cannot make"):
         retry_examples(get_task("mult"), kinds=("backtrack",))(rng)
+    with pytest.raises(ValueError, match="max_chars"):
+        retry_examples(task, kinds=("retry",), max_chars=20)(rng)
 
 
 def test_parse_check_never_raises():

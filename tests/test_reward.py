@@ -53,24 +53,26 @@ def mult_problem(a=12, b=34) -> Problem:
 
 
 def test_mc_labels_hand_computed():
-    p = mult_problem()  # 12*34 = 408; reference steps: "21*43", "4:8400", "3:0630 8040"
-    s1, s2, s3 = get_task("mult").steps(p)
+    p = mult_problem()  # 12*34 = 408; reference steps: "12*34", "21*43", "4:...", "3:... 8040"
+    s0, s1, s2, s3 = get_task("mult").steps(p)
+    h = f"{s0}\n"
     right, wrong = f"{s2}\n{s3}\nAnswer: 408", "Answer: 400"
     policy = TablePolicy({
-        f"{s1}\n": [right, wrong, "no answer", right],  # 2 of 4 -> soft .5, hard 1
-        f"{s1}\n{s2}\n": ["Answer: 1"],  # 0 of 4
-        f"{s1}\n{s2}\n{s3}\n": ["Answer: 408", "Answer: 408", "Answer: 408", "Answer: 9"],  # 3 of 4
-        f"{s1}\nbad\n": ["Answer: 408", "x"],  # 2 of 4
+        h: [f"{s1}\n{right}"],  # 4 of 4
+        f"{h}{s1}\n": [right, wrong, "no answer", right],  # 2 of 4 -> soft .5, hard 1
+        f"{h}{s1}\n{s2}\n": ["Answer: 1"],  # 0 of 4
+        f"{h}{s1}\n{s2}\n{s3}\n": ["Answer: 408", "Answer: 408", "Answer: 408", "Answer: 9"],  # 3 of 4
+        f"{h}{s1}\nbad\n": ["Answer: 408", "x"],  # 2 of 4
     })
-    chains = [f"{s1}\n{s2}\n{s3}\nAnswer: 408", f"{s1}\nbad\nAnswer: 7"]
+    chains = [f"{h}{s1}\n{s2}\n{s3}\nAnswer: 408", f"{h}{s1}\nbad\nAnswer: 7"]
     labels = mc_step_labels(policy, [p, p], chains, k=4, temperature=1.0, max_tokens=64)
-    assert labels[0] == {"steps": [s1, s2, s3, "Answer: 408"], "outcome": 1.0,
-                         "soft": [0.5, 0.0, 0.75, 1.0], "hard": [1.0, 0.0, 1.0, 1.0]}
-    assert labels[1] == {"steps": [s1, "bad", "Answer: 7"], "outcome": 0.0,
-                         "soft": [0.5, 0.5, 0.0], "hard": [1.0, 1.0, 0.0]}
+    assert labels[0] == {"steps": [s0, s1, s2, s3, "Answer: 408"], "outcome": 1.0,
+                         "soft": [1.0, 0.5, 0.0, 0.75, 1.0], "hard": [1.0, 1.0, 0.0, 1.0, 1.0]}
+    assert labels[1] == {"steps": [s0, s1, "bad", "Answer: 7"], "outcome": 0.0,
+                         "soft": [1.0, 0.5, 0.5, 0.0], "hard": [1.0, 1.0, 1.0, 0.0]}
     assert sorted(policy.prompts) == sorted(set(policy.prompts))  # the shared prefix s1 was sampled once
     items = reward_items([{"problem": p.to_json(), **lab} for lab in labels], kind="orm")
-    assert items[1][2] == [0.0, 0.0, 0.0]
+    assert items[1][2] == [0.0, 0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="k >= 1"):
         mc_step_labels(policy, [p], chains[:1], k=0, temperature=1.0, max_tokens=8)
 

@@ -20,10 +20,11 @@ from qstar.tasks.format import split_chain
 
 def test_mult_chain_golden():
     p = Problem("mult", "What is 123 times 456?", "56088", "mult:123*456", {"a": 123, "b": 456})
-    assert T.get_task("mult").reference(p) == "321*654\n6:837000\n5:051600 888600\n4:002940 880650\nAnswer: 56088"
+    assert T.get_task("mult").reference(p) == (
+        "123*456\n321*654\n6:81 21 60 837000\n5:51 01 50 051600 888600\n4:21 80 40 002940 880650\nAnswer: 56088")
     assert T.verify(p, "56,088") and T.verify(p, " 056088 ") and not T.verify(p, "56089")
     one = Problem("mult", "q", "738", "k", {"a": 123, "b": 6})
-    assert T.get_task("mult").steps(one) == ["321*6", "6:8370"]
+    assert T.get_task("mult").steps(one) == ["123*6", "321*6", "6:81 21 60 8370"]
     m = T.get_task("mult")
     assert {len(str(p.data["a"])) for p in m.generate(50, seed=0, split="ood")} == {4}
     assert {len(str(p.data["b"])) for p in T.get_task("mult", digits=(4, 2)).generate(50, seed=0)} == {2}

@@ -46,13 +46,13 @@ class DemoConfig:
     """Seed of the model init, the data streams and the held-out problem set."""
     eval_problems: int = 200
     """Held-out problems for every pass@1 evaluation (chart 1)."""
-    sft_seconds: float = 240.0
+    sft_seconds: float = 220.0
     """SFT training time budget (seconds, evaluations excluded)."""
     sft_evals: int = 6
     """Evenly spaced held-out evaluations during SFT (points on chart 1)."""
-    sft_batch_size: int = 128
+    sft_batch_size: int = 32
     """SFT sequences per update."""
-    prm_seconds: float = 45.0
+    prm_seconds: float = 35.0
     """Process reward model training time (seconds; labelling chains comes on top)."""
     prm_problems: int = 64
     """Train problems whose sampled chains the PRM is trained on."""
@@ -62,7 +62,7 @@ class DemoConfig:
     """Monte-Carlo completions per step prefix for the PRM's step labels (the labelling cost)."""
     prm_eval_problems: int = 32
     """Held-out problems for the PRM's AUC in the report (0 skips it)."""
-    rl_seconds: float = 120.0
+    rl_seconds: float = 100.0
     """GRPO training time (seconds); 0 skips RL and the SFT model is the final reasoner."""
     rl_evals: int = 3
     """Evenly spaced held-out evaluations during RL (points on chart 1)."""
@@ -73,11 +73,11 @@ class DemoConfig:
     strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n", "beam", "mcts", "sequential",
                                                            "compute_optimal"])
     """Test-time strategies to sweep (qstar.search.STRATEGIES)."""
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     """Test-time budgets N (full chains worth of compute per problem)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """Sampling seeds of the sweep; results are pooled per problem."""
-    sweep_problems: int = 40
+    sweep_problems: int = 24
     """Held-out problems per sweep cell (chart 2)."""
     sweep_max_tokens: int = 0
     """Cap on tokens per chain in the sweep; 0 derives it from the task's reference chains."""

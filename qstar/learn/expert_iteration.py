@@ -93,6 +93,8 @@ class ExpertIterationConfig:
     """Fraction of SFT examples that are check-and-retry chains (qstar.learn.retry)."""
     eval_problems: int = 200
     """Held-out problems for greedy accuracy after each round."""
+    eval_samples: int = 4
+    """Samples per held-out problem at --temperature for the sampled pass@1 (0: greedy only)."""
     seed: int = 0
     """Seed for problems, sampling and data order."""
     force: bool = False
@@ -178,6 +180,18 @@ def _examples(cfg: ExpertIterationConfig, task, kept: list[tuple[str, str]]):
     return source
 
 
+def _evaluate(policy: Policy, problems: Sequence[Problem], cfg: ExpertIterationConfig, max_tokens: int) -> dict:
+    """Greedy accuracy and sampled pass@1 (mean over ``eval_samples`` samples at the search temperature)."""
+    out = {"eval/greedy_accuracy": greedy_accuracy(policy, problems, max_tokens=max_tokens),
+           "eval/problems": len(problems)}
+    if cfg.eval_samples > 0 and problems:
+        rows = policy.sample([Prompt(p.question) for p in problems], n=cfg.eval_samples, temperature=cfg.temperature,
+                             max_tokens=max_tokens)
+        hits = [_gold(get_task(p.task), p, c.text) for p, row in zip(problems, rows) for c in row]
+        out["eval/sample_accuracy"] = sum(hits) / len(hits)
+    return out
+
+
 def _check(cfg: ExpertIterationConfig) -> None:
     if not cfg.init:
         raise ValueError("expert iteration needs --init POLICY_DIR (an SFT checkpoint to improve)")
@@ -206,10 +220,11 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
     max_tokens = chain_budget(task, eval_problems or task.generate(8, seed=cfg.seed, split="train"))
     weights, history = resolve_checkpoint(cfg.init), []
     if (out / "init.json").exists():
-        init_acc = json.loads((out / "init.json").read_text())["greedy_accuracy"]
+        init = json.loads((out / "init.json").read_text())
     else:
-        init_acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
-        (out / "init.json").write_text(json.dumps({"greedy_accuracy": init_acc, "checkpoint": str(weights)}))
+        init = _evaluate(ModelPolicy(model, tok), eval_problems, cfg, max_tokens)
+        atomic_write_json(out / "init.json", {**init, "checkpoint": str(weights)})
+    init_acc = init["eval/greedy_accuracy"]
     print(f"ei: start greedy accuracy {init_acc:.3f}", file=sys.stderr)
     kept_all: list[tuple[str, str]] = []
     for k in range(1, cfg.rounds + 1):
@@ -247,18 +262,21 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
         fstats = fit(model, tok, _examples(cfg, task, data), seconds=None if steps else cfg.seconds, steps=steps,
                      lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=min(10, steps or 10), seed=cfg.seed * 1000 + k)
         # 4) evaluate, checkpoint, summary
-        acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
         metrics = {"round": k, "kept": len(kept), "train_examples": len(data), **stats,
                    "search_seconds": search_seconds, "train/seconds": fstats["seconds"], "train/steps": fstats["steps"],
-                   "train/loss": fstats["loss"], "eval/greedy_accuracy": acc, "eval/problems": len(eval_problems)}
+                   "train/loss": fstats["loss"], **_evaluate(ModelPolicy(model, tok), eval_problems, cfg, max_tokens)}
         s = finish_stage(rdir, model, tok, stage=f"ei-round-{k}", config=asdict(cfg), metrics=metrics)
         history.append(s)
         weights = rdir / "checkpoint"
         print(json.dumps({k2: v for k2, v in s.items() if k2 != "checkpoint"}), file=sys.stderr)
     accs = [h.get("eval/greedy_accuracy") for h in history]
     final = next((a for a in reversed(accs) if a is not None), init_acc)
+    samp = [h.get("eval/sample_accuracy") for h in history]
     summary = {"stage": "expert-iteration", "task": cfg.task, "init_greedy_accuracy": init_acc,
-               "final_greedy_accuracy": final, "round_greedy_accuracy": accs, "rounds": history,
+               "final_greedy_accuracy": final, "init_sample_accuracy": init.get("eval/sample_accuracy"),
+               "final_sample_accuracy": next((a for a in reversed(samp) if a is not None),
+                                             init.get("eval/sample_accuracy")),
+               "round_greedy_accuracy": accs, "rounds": history,
                "checkpoint": str(weights), "kept_total": sum(h.get("kept", 0) for h in history), "config": asdict(cfg)}
     if not summary["kept_total"]:
         print("warning: expert iteration kept no chains in any round; the policy is unchanged", file=sys.stderr)

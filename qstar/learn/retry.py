@@ -79,13 +79,14 @@ def recheck_chain(task: Task, problem: Problem, rng: random.Random, *, wrong: bo
     return render_chain(written + marker + checks + tail, problem.answer)
 
 
-def backtrack_chain(task: Task, problem: Problem, rng: random.Random) -> str:
-    """A depth-first search trace with dead ends and undo lines (tasks with ``search_trace``, e.g. Countdown)."""
+def backtrack_chain(task: Task, problem: Problem, rng: random.Random, *, max_steps: int = 12) -> str:
+    """A depth-first search trace with dead ends and undo lines (tasks with ``search_trace``, e.g. Countdown).
+    After ``max_steps`` lines the trace heads straight for a solution, which keeps it a few hundred characters."""
     from qstar.tasks import countdown
 
     if task.name != "countdown":
         raise ValueError(f"backtracking traces exist for countdown only, not {task.name}")
-    return countdown.search_trace(problem, rng)
+    return countdown.search_trace(problem, rng, max_steps=max_steps)
 
 
 #: kind -> f(task, problem, rng) -> chain text
@@ -98,8 +99,11 @@ RETRY_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
 
 
 def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "wait_fix"), seed: int = 0,
-                   split: str = "train") -> Callable[[random.Random], Example]:
+                   split: str = "train", max_chars: int = 480) -> Callable[[random.Random], Example]:
     """Endless source ``rng -> (question, chain)``: a fresh ``split`` problem and a kind drawn uniformly.
+
+    Examples longer than ``max_chars`` characters (question + chain; one token each) are skipped so they fit a
+    model's context (512 tokens for the presets).
 
     Problems a kind cannot handle (e.g. a Countdown gold answer with fractions) are skipped; ValueError when
     none of the first 64 problems works (the task has no ``corrupt``/``steps``, or the kind does not apply).
@@ -118,6 +122,8 @@ def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "w
             p, kind = buf.pop(), rng.choice(list(kinds))
             try:
                 chain = RETRY_KINDS[kind](task, p, rng)
+                if len(p.question) + len(chain) + 3 > max_chars:
+                    raise ValueError(f"longer than max_chars={max_chars}")
             except (ValueError, NotImplementedError) as e:
                 state["fails"] += 1
                 if state["ok"] == 0 and state["fails"] >= 64:

@@ -189,7 +189,7 @@ def reward_items(records: Sequence[dict], *, kind: str,
 
 def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], list[float]]], *,
                seconds: float | None = None, steps: int | None = None, lr: float = 3e-4, batch_size: int = 32,
-               weight_decay: float = 0.01, balance: bool = True, warmup_steps: int = 20, bf16: bool = True,
+               weight_decay: float = 0.01, balance: bool = True, warmup_steps: int = 20, bf16: bool = False,
                head_lr_mult: float = 10.0, seed: int = 0) -> dict:
     """BCE of the head at every step end against soft targets in [0, 1]; returns {steps, seconds, loss, first_loss}.
 
@@ -197,7 +197,8 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
 
     balance: positives (target mass) and negatives (1 - target) each get half the loss weight, so a 20%-accurate
     policy's labels do not teach "always wrong". The head bias starts at the logit of the mean target (0 when
-    balanced). bf16: autocast the forward pass (faster on most CPUs); the loss is computed in fp32.
+    balanced). bf16: autocast the forward pass (slower than fp32 at qstar's sizes on CPU; for larger models); the
+    loss is computed in fp32.
     """
     if not items:
         raise ValueError("no labelled chains to train the reward model on (all chains empty?)")

@@ -27,8 +27,9 @@ WEIGHTS = "model.safetensors"
 REQUIRED_FILES = ("config.json", WEIGHTS, "tokenizer.json")
 
 
-class CheckpointError(Exception):
-    """A checkpoint directory is missing, incomplete, corrupt or of another architecture."""
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, incomplete, corrupt or of another architecture (a ValueError, so the
+    CLI reports it as a clear one-line error)."""
 
 
 def hf_config(cfg: ModelConfig, tok: CharTokenizer) -> dict:

@@ -62,15 +62,26 @@ class LetterCount(Task):
             raise ValueError(f"absent_fraction must be in [0, 1], got {absent_fraction}")
         self.absent_fraction = absent_fraction  # share of questions about a letter not in the word
 
+    def _word(self, rng: random.Random, difficulty: int, tries: int) -> str:
+        """A real word at first; after a few tries a string of a few repeated letters (counts of 2-3 are rare in
+        common words, and held-out dedupe would exhaust them)."""
+        if tries < 4:
+            return rng.choice(COMMON if difficulty <= 1 else LONG)
+        pool = rng.sample(string.ascii_lowercase, rng.randint(3, 5) if difficulty <= 1 else rng.randint(4, 8))
+        size = rng.randint(5, 9) if difficulty <= 1 else rng.randint(12, 20)
+        return "".join(rng.choice(pool) for _ in range(size))
+
     def sample(self, rng: random.Random, difficulty: int) -> Problem:
-        if difficulty <= 1:
-            word = rng.choice(COMMON)
-        elif rng.random() < 0.5:
-            word = rng.choice(LONG)
-        else:  # a few letters repeated, so counts above 1 are common
-            pool = rng.sample(string.ascii_lowercase, rng.randint(4, 8))
-            word = "".join(rng.choice(pool) for _ in range(rng.randint(12, 20)))
-        letter = rng.choice(string.ascii_lowercase if rng.random() < self.absent_fraction else word)
+        # Pick the count first, then a word with a letter of that count. Drawing a letter of a random word made "1"
+        # the answer to 73% of questions, and RL learned to answer "1" to everything (LOG.md, 2026-11-22).
+        target = 0 if rng.random() < self.absent_fraction else rng.randint(1, 3)
+        for tries in range(100):
+            word = self._word(rng, difficulty, tries)
+            counts = {c: word.count(c) for c in string.ascii_lowercase}
+            letters = [c for c in string.ascii_lowercase if counts[c] == target]
+            if letters:
+                break
+        letter = rng.choice(letters) if letters else word[0]
         question = rng.choice(PHRASINGS).format(c=letter, w=word)
         return Problem(self.name, question, str(word.count(letter)), f"letters:{word}:{letter}",
                        {"word": word, "letter": letter})

@@ -4,13 +4,18 @@ Every number in the chain is written least-significant digit first and zero-padd
 width W = n + m, so each output digit depends on a short, fixed window of earlier characters (carries
 flow left to right, the direction the model writes). For 123*456 (W = 6):
 
-    321*654            operands restated, reversed
-    6:837000           partial product 123*6 = 738, reversed and padded
-    5:051600 888600    partial 123*5*10 = 6150 ; running sum 6888
-    4:002940 880650    partial 123*4*100 = 49200 ; running sum 56088
-    Answer: 56088      normal order, no leading zeros
+    123*456                        operands copied from the question (whatever its phrasing)
+    321*654                        and reversed
+    6:81 21 60 837000              6*3, 6*2, 6*1 (each two digits, reversed); partial 123*6 = 738
+    5:51 01 50 051600 888600       the same for 5; partial 123*5*10 = 6150; running sum 6888
+    4:21 80 40 002940 880650       partial 123*4*100 = 49200; running sum 56088
+    Answer: 56088                  normal order, no leading zeros
 
-The first row has no running sum (it would repeat the partial product).
+The first row has no running sum (it would repeat the partial product). Each written digit is a small
+function of a few digits at fixed offsets: a one-digit product is a table lookup, and a partial-product
+digit is units(p_k) + tens(p_k-1) + carry. The plain copy comes first because reversing straight out of a
+free-form question was the slowest thing to learn, and spelling out the one-digit products made the rows
+learnable sooner (LOG.md, 2026-11-22).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ PHRASINGS = (
     "{a} * {b} = ?",
     "What do you get when you multiply {a} and {b}?",
 )
-_ROW = re.compile(r"^(\d):(\d{1,60})(?: (\d{1,60}))?$")
+_ROW = re.compile(r"^(\d):(?:\d\d ){0,60}(\d{1,60})(?: (\d{1,60}))?$")
 
 
 def _rev(value: int, width: int) -> str:
@@ -66,9 +71,10 @@ def rows(a: int, b: int) -> list[tuple[int, int, int]]:
 def render_rows(a: int, b: int, table: list[tuple[int, int, int]]) -> list[str]:
     """Chain lines for a (possibly corrupted) table of rows."""
     w = len(str(a)) + len(str(b))
-    lines = [f"{str(a)[::-1]}*{str(b)[::-1]}"]
+    lines = [f"{a}*{b}", f"{str(a)[::-1]}*{str(b)[::-1]}"]
     for i, (d, partial, total) in enumerate(table):
-        lines.append(f"{d}:{_rev(partial, w)}" + ("" if i == 0 else f" {_rev(total, w)}"))
+        products = "".join(_rev(d * int(x), 2) + " " for x in reversed(str(a)))
+        lines.append(f"{d}:{products}{_rev(partial, w)}" + ("" if i == 0 else f" {_rev(total, w)}"))
     return lines
 
 
