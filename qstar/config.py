@@ -65,6 +65,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
         help_ = docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
+        help_ = help_.replace("%", "%%")  # argparse %-formats help text
         if f.metadata.get("positional"):
             nargs = "?" if default is not None else None
             parser.add_argument(f.name, type=tp, nargs=nargs, default=default, help=help_)

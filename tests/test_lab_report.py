@@ -93,6 +93,9 @@ def test_verdicts_call_flat_and_losing_curves_by_name(tmp_path):
     assert "majority is flat (span 0.0 points < 5)" in text
     assert "best_of_n rises by 50.0 points" in text
     assert "RL improved pass@1" in text and "40.0% -> 60.0%" in text
+    sp = res["spans"]  # rises along increasing compute; a falling curve would not count
+    assert sp["test"]["best_of_n"] == pytest.approx(50.0) and sp["test"]["majority"] == 0.0
+    assert sp["test_best"] == pytest.approx(50.0) and "Span target" in text
     # beam reaches best-of-N's top (75%) between 10 tok (50%) and 20 tok (100%): at 10 * 2**0.5 tokens
     assert res["efficiency"]["factor"] == pytest.approx(40 / (10 * 2 ** 0.5))
 

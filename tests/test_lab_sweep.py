@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -87,3 +88,28 @@ def test_changed_config_is_refused_unless_forced(tmp_path):
 def test_pick_examples_alternates_solved_and_failed():
     rows = [("a", None, 1), ("b", None, 1), ("c", None, 0), ("d", None, 1)]
     assert [r[0] for r in pick_examples(rows, 3)] == ["a", "c", "b"]
+
+
+def test_strategy_at_scorer_specs_are_parsed_and_checked(tmp_path):
+    from qstar.lab.sweep import SweepConfig, check_config, split_strategy
+
+    assert split_strategy("best_of_n@checker", "prm") == ("best_of_n", "checker")
+    assert split_strategy("beam", "prm") == ("beam", "prm")
+    cfg = SweepConfig(out=str(tmp_path / "m.jsonl"), checkpoints=[str(tmp_path)], scorer="none",
+                      strategies=["majority", "best_of_n@gut"])
+    with pytest.raises(ValueError, match="unknown scorer 'gut'"):
+        check_config(cfg)
+    with pytest.raises(ValueError, match="is learned"):
+        check_config(dataclasses.replace(cfg, strategies=["best_of_n@checker+prm"]))
+
+
+def test_budget_caps_limit_a_strategy_to_its_cheap_budgets(tmp_path):
+    from qstar.lab.sweep import budget_cap
+
+    cfg = SweepConfig(out=str(tmp_path / "m.jsonl"), checkpoints=["a"], strategies=["majority", "beam/2"],
+                      budgets=[1, 2, 4], seeds=[0])
+    assert [(c["strategy"], c["budget"]) for c in grid(cfg)] == [
+        ("majority", 1), ("beam/2", 1), ("majority", 2), ("beam/2", 2), ("majority", 4)]
+    assert budget_cap("best_of_n@checker/32") == 32 and budget_cap("mcts") is None
+    with pytest.raises(ValueError, match="budget cap"):
+        budget_cap("beam/x")

@@ -93,3 +93,17 @@ def test_scorers_never_raise_on_arbitrary_text(text, task, name):
     scores = s.score([p, p], [text, "Answer: " + text])
     scores += s.score_steps([p], [text.split("\n") + ["Answer: " + text]])[0]
     assert all(0.0 <= x <= 1.0 for x in scores)
+
+
+def test_checked_scorer_uses_the_checker_where_it_judges_and_the_fallback_elsewhere():
+    from qstar.scorers import CheckedScorer, ConstantScorer, learned_kind
+
+    s = CheckedScorer(ConstantScorer(0.9, name="learned"))
+    assert (s.name, s.oracle) == ("checker+learned", False)
+    cd = problem("countdown")
+    good, bad = render_chain(get_task("countdown").reference(cd).split("\n")[:-1], cd.answer), "Answer: 1+1"
+    outside = Problem("user_task", "q?", "7", "k")  # no checker can judge it
+    assert s.score([cd, cd, outside], [good, bad, "Answer: 7"]) == [1.0, 0.0, 0.9]
+    assert s.score_steps([outside], [["a", "b"]]) == [[0.9, 0.9]]
+    assert [learned_kind(n) for n in ("prm", "checker+orm", "checker", "none")] == ["prm", "orm", None, None]
+    assert {"checker+prm", "checker+orm"} <= set(SCORERS)

@@ -189,3 +189,19 @@ def test_mixture_covers_components_with_their_weights():
     assert 0.65 < share < 0.85 and {p.task for p in ps} == {"mult", "letters"}
     assert all(T.verify(p, mix.reference(p)) for p in ps)
     assert {p.task for p in T.get_task("mixture").generate(300, seed=0)} == set(SYNTH)
+
+
+def test_mixture_options_size_components_and_grade_through_shared_tasks():
+    easy = T.get_task("mixture").generate(200, seed=0)  # defaults: 2x2 multiplication, 3-number Countdown
+    mult = [p for p in easy if p.task == "mult"]
+    assert mult and all(len(str(p.data["a"])) == 2 == len(str(p.data["b"])) for p in mult)
+    assert all(len(p.data["nums"]) == 3 for p in easy if p.task == "countdown")
+    assert all(T.verify(p, T.get_task("mixture").reference(p)) for p in easy)
+    full = T.get_task("mixture", options={}).generate(200, seed=0)
+    assert all(len(str(p.data["a"])) == 3 for p in full if p.task == "mult")
+    custom = T.get_task("mixture", weights={"mult": 1}, options={"mult": {"digits": (1, 1)}}).generate(20, seed=0)
+    assert all(p.data["a"] < 10 and p.data["b"] < 10 for p in custom)
+    with pytest.raises(ValueError, match="unknown task"):
+        T.get_task("mixture", options={"chess": {}})
+    with pytest.raises(ValueError, match="bad options for task 'mult'"):
+        T.get_task("mixture", options={"mult": {"bogus": 1}})

@@ -14,6 +14,7 @@ import numpy as np
 FLAT_POINTS = 5.0  # a curve whose accuracy span is below this many percentage points is called "flat"
 BASELINE = "best_of_n"  # the strategy the efficiency factor is measured against
 SIMPLE_BASELINE = "majority"  # a strategy "loses" when it is below this one at matched compute
+SPAN_TARGET = 30.0  # both demo curves should span at least this many points (the report says whether they do)
 END_SLACK = 1.05  # matched-compute levels this close (ratio) beyond a curve's end use that end's measured value
 
 
@@ -177,6 +178,28 @@ def matched_compute(curves: dict[str, list[dict]], *, baseline: str = BASELINE) 
         xs = [p["tokens_per_problem"] for pts in curves.values() for p in pts]
         levels = list(np.geomspace(min(xs), max(xs), num=4)) if xs else []
     return {"levels": levels, "rows": {k: [interpolate(pts, t) for t in levels] for k, pts in curves.items()}}
+
+
+def rise(points: list[dict]) -> float:
+    """Largest accuracy gain (percentage points) from a point to any later (more compute) point; 0 if none rises."""
+    best, low = 0.0, math.inf
+    for p in points:
+        low = min(low, p["accuracy"])
+        best = max(best, p["accuracy"] - low)
+    return 100 * best
+
+
+def spans(train: list[dict], curves: dict[str, list[dict]], *, target: float = SPAN_TARGET) -> dict:
+    """How far each curve rises with compute (``rise``: percentage points), for the train curve and each test curve.
+
+    ``test_best`` is the largest rise of a deployable (non-oracle) test curve; ``met`` says whether both the train
+    curve and that curve rise at least ``target`` points (the demo's target for both charts). A falling curve spans
+    points too, but it is not scaling, so it does not count.
+    """
+    test = {label: rise(pts) for label, pts in curves.items()}
+    best = max((v for label, v in test.items() if not curves[label][0].get("oracle")), default=0.0)
+    return {"train": rise(train), "test": test, "test_best": best, "target": target,
+            "met": rise(train) >= target and best >= target}
 
 
 def _pct(x: float) -> str:

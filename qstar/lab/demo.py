@@ -21,6 +21,7 @@ from pathlib import Path
 from qstar.lab.progress import StageProgress
 from qstar.lab.stages import STAGES, Ctx, expected_seconds
 from qstar.runio import atomic_write_json
+from qstar.scorers import learned_kind
 
 #: files and folders the demo writes in DIR (the only things --force removes)
 OWN = ("stages", "checkpoint", "lab.json", "metrics.jsonl", "report.html", "summary.json", "train_compute.png",
@@ -40,19 +41,20 @@ class DemoConfig:
     """Start over: remove the demo's files in --out instead of refusing a run of another configuration."""
     task: str = "mixture"
     """Task (mixture = mult, countdown, ages, letters, decimals, cipher) for training and held-out evaluation."""
-    preset: str = "small"
-    """Model size preset of the reasoner (tiny, small, base)."""
+    preset: str = "tiny"
+    """Model size preset of the reasoner (tiny, small, base). tiny makes twice the SFT updates of small in the same
+    time and learned the mixture at least as fast in 300 s (LOG.md); its sampling is cheaper for RL and the sweep."""
     seed: int = 0
     """Seed of the model init, the data streams and the held-out problem set."""
     eval_problems: int = 200
     """Held-out problems for every pass@1 evaluation (chart 1)."""
-    sft_seconds: float = 220.0
+    sft_seconds: float = 270.0
     """SFT training time budget (seconds, evaluations excluded)."""
     sft_evals: int = 6
-    """Evenly spaced held-out evaluations during SFT (points on chart 1)."""
+    """Held-out evaluations during SFT (points on chart 1), log-spaced: at 1/2^k of sft_seconds, the last at the end."""
     sft_batch_size: int = 32
     """SFT sequences per update."""
-    prm_seconds: float = 35.0
+    prm_seconds: float = 25.0
     """Process reward model training time (seconds; labelling chains comes on top)."""
     prm_problems: int = 64
     """Train problems whose sampled chains the PRM is trained on."""
@@ -62,7 +64,7 @@ class DemoConfig:
     """Monte-Carlo completions per step prefix for the PRM's step labels (the labelling cost)."""
     prm_eval_problems: int = 32
     """Held-out problems for the PRM's AUC in the report (0 skips it)."""
-    rl_seconds: float = 100.0
+    rl_seconds: float = 50.0
     """GRPO training time (seconds); 0 skips RL and the SFT model is the final reasoner."""
     rl_evals: int = 3
     """Evenly spaced held-out evaluations during RL (points on chart 1)."""
@@ -70,10 +72,12 @@ class DemoConfig:
     """GRPO problems per update."""
     rl_group_size: int = 8
     """GRPO samples per problem."""
-    strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n", "beam", "mcts", "sequential",
-                                                           "compute_optimal"])
-    """Test-time strategies to sweep (qstar.search.STRATEGIES)."""
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n", "beam/8", "mcts/8", "sequential/8",
+                                                           "compute_optimal/16", "best_of_n@checker"])
+    """Test-time strategies to sweep (qstar.search.STRATEGIES); `name@scorer` runs one with another scorer (the
+    programmatic checker line shows what an exact reference-free verifier buys next to the learned PRM) and `name/N`
+    stops one at budget N (tree searches cost several times more per budget than sampling)."""
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     """Test-time budgets N (full chains worth of compute per problem)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """Sampling seeds of the sweep; results are pooled per problem."""
@@ -107,7 +111,7 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     errors = [f"{k} must be > 0" for k in POSITIVE if getattr(cfg, k) <= 0]
     if cfg.rl_seconds < 0:
         errors.append("rl_seconds must be >= 0 (0 skips RL)")
-    if cfg.scorer in ("prm", "orm") and cfg.prm_seconds <= 0:
+    if learned_kind(cfg.scorer) and cfg.prm_seconds <= 0:
         errors.append(f"prm_seconds must be > 0 to train the {cfg.scorer} scorer")
     if not (cfg.strategies and cfg.budgets and cfg.seeds):
         errors.append("give at least one strategy, budget and seed")
@@ -115,7 +119,7 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
         errors.append(f"budgets must be >= 1, got {cfg.budgets}")
     from qstar.search import STRATEGIES
 
-    unknown = [s for s in cfg.strategies if s not in STRATEGIES]
+    unknown = [s for s in cfg.strategies if s.split("/", 1)[0].partition("@")[0] not in STRATEGIES]
     if unknown:
         errors.append(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     if errors:
@@ -220,6 +224,7 @@ def write_summary(run: Path, ctx: Ctx, *, this_run: float) -> dict:
         "test_curves": {label: [{k: p[k] for k in keep} for p in pts] for label, pts in res["test_curves"].items()},
         "efficiency_vs_best_of_n": res["efficiency"]["factor"],
         "efficiency": res["efficiency"],
+        "spans": res["spans"],
         "verdicts": res["verdicts"],
         "checkpoint": ctx.outputs["rl"]["checkpoint"],
         "report": str(run / "report.html"),

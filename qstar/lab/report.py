@@ -44,8 +44,12 @@ def analyze(records: list[dict], *, baseline: str = analysis.BASELINE) -> dict:
     curves = analysis.test_curves(records)
     table = analysis.matched_compute(curves, baseline=baseline)
     eff = analysis.efficiency(curves, baseline=baseline)
-    return {"train_curve": train, "test_curves": curves, "matched": table, "efficiency": eff,
-            "verdicts": analysis.describe_train(train) + analysis.describe_test(curves, table, eff)}
+    sp = analysis.spans(train, curves)
+    verdict = (f"Span target (a rise of {sp['target']:g} points on both charts): the train curve rises "
+               f"{sp['train']:.1f} points, the best deployable test curve {sp['test_best']:.1f}: "
+               f"{'met' if sp['met'] else 'NOT met'}.")
+    return {"train_curve": train, "test_curves": curves, "matched": table, "efficiency": eff, "spans": sp,
+            "verdicts": analysis.describe_train(train) + analysis.describe_test(curves, table, eff) + [verdict]}
 
 
 def render_report(records: list[dict], out_dir: str | Path, *, baseline: str = analysis.BASELINE,
@@ -130,6 +134,7 @@ def _page(res: dict, png_train: bytes, png_test: bytes, trees: list[dict], *, ti
     info = "".join(f"<li><b>{html.escape(str(k))}</b>: {_fmt(v)}</li>" for k, v in run_info.items())
     verdicts = "".join(f"<li>{html.escape(v)}</li>" for v in res["verdicts"])
     oracle = any(p["oracle"] for pts in res["test_curves"].values() for p in pts)
+    checked = any("@checker" in label for label in res["test_curves"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body><main>
@@ -140,6 +145,10 @@ Every number below is computed from <code>metrics.jsonl</code>; nothing is smoot
 <section id="verdicts"><h2>What the numbers say</h2><ul>{verdicts}</ul>
 <p class="note">A curve is called flat when its accuracy span is under {analysis.FLAT_POINTS:g} points.
 {"Curves marked (oracle) use a scorer that reads the gold answer: analysis only, not deployable." if oracle else ""}
+{"Lines named <code>@checker</code> use the reference-free programmatic checker: it never reads the gold answer, but "
+ "it recomputes letter counts and decimal comparisons from the question and checks Countdown, equations, cipher and "
+ "multiplication steps exactly, so it is as strong as a verifier can be: read it as the ceiling for learned ones."
+ if checked else ""}
 </p></section>
 <section class="charts">
 <figure id="chart-train">{_img(png_train, "train-time compute chart")}<figcaption>Chart 1 &middot; pass@1 on held-out

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qstar.runio import read_jsonl
+from qstar.scorers import learned_kind
 
 
 @dataclass
@@ -92,8 +93,11 @@ def stage_sft(ctx: Ctx) -> dict:
     c, out = ctx.cfg, ctx.dir("sft")
     summary = _finished(out)
     if summary is None:
+        # chart 1 has a log-FLOPs axis: evaluations at 1/2^k of the budget spread its points from scratch to the end
+        # (the trainer's own final evaluation is the last point)
+        points = [c.sft_seconds / 2**k for k in range(c.sft_evals - 1, 0, -1)]
         sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds,
-                        batch_size=c.sft_batch_size, eval_every=c.sft_seconds / max(1, c.sft_evals),
+                        batch_size=c.sft_batch_size, eval_every=2 * c.sft_seconds, eval_at=points,
                         eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed)
         with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds):
             summary = train_sft(sft)
@@ -105,7 +109,7 @@ def stage_sft(ctx: Ctx) -> dict:
 def stage_prm(ctx: Ctx) -> dict:
     """Train the process reward model the sweep's scorer uses (skipped when the scorer is not learned)."""
     c, out = ctx.cfg, ctx.dir("prm")
-    if c.scorer not in ("prm", "orm"):
+    if learned_kind(c.scorer) is None:
         return {"skipped": f"scorer {c.scorer!r} needs no training"}
     from qstar.learn.reward import RewardConfig, train_orm, train_prm
 
@@ -115,7 +119,7 @@ def stage_prm(ctx: Ctx) -> dict:
                           problems=c.prm_problems, samples=c.prm_samples, mc_samples=c.prm_mc_samples,
                           eval_problems=c.prm_eval_problems, eval_samples=max(2, c.prm_samples), seed=c.seed)
         with watch(ctx, "prm", out / "metrics.jsonl", c.prm_seconds):
-            summary = (train_prm if c.scorer == "prm" else train_orm)(rc)
+            summary = (train_prm if learned_kind(c.scorer) == "prm" else train_orm)(rc)
     keep = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "checkpoint"}
     return {"checkpoint": str(out / "checkpoint"), **keep}
 
@@ -149,7 +153,7 @@ def stage_sweep(ctx: Ctx) -> dict:
     sc = SweepConfig(out=str(ctx.dir("sweep") / "metrics.jsonl"), checkpoints=[ctx.checkpoint("rl")],
                      strategies=list(c.strategies), budgets=list(c.budgets), seeds=list(c.seeds), task=c.task,
                      problems=c.sweep_problems, problem_seed=c.seed, scorer=c.scorer,
-                     scorer_checkpoint=ctx.checkpoint("prm") if c.scorer in ("prm", "orm") else "", trees=c.trees,
+                     scorer_checkpoint=ctx.checkpoint("prm") if learned_kind(c.scorer) else "", trees=c.trees,
                      max_tokens=c.sweep_max_tokens)
     res = run_sweep(sc, on_cell=lambda i, n: ctx.progress.update("sweep", fraction=i / n, note=f"cell {i}/{n}"))
     return {"metrics": sc.out, "cells": res["cells"]}
@@ -237,8 +241,10 @@ def _mean_prompt_tokens(heldout: str) -> float:
 
 def expected_seconds(cfg) -> dict[str, float]:
     """Rough stage durations for the ETA before a stage reports its own progress (evaluations included)."""
-    cells = len(cfg.strategies) * len(cfg.budgets) * len(cfg.seeds)
-    return {"data": 1.0, "sft": cfg.sft_seconds * 1.15 + 3, "prm": cfg.prm_seconds * 1.1 + 2 if cfg.scorer in (
-        "prm", "orm") else 0.0, "rl": cfg.rl_seconds * 1.25 + 3 if cfg.rl_seconds > 0 else 0.0,
-        "sweep": cells * cfg.sweep_problems * sum(cfg.budgets) / len(cfg.budgets) * 0.01 + 2, "report": 3.0}
+    from qstar.lab.sweep import budget_cap
+
+    budget_sum = sum(b for s in cfg.strategies for b in cfg.budgets if budget_cap(s) is None or b <= budget_cap(s))
+    return {"data": 1.0, "sft": cfg.sft_seconds * 1.08 + 3, "prm": cfg.prm_seconds * 1.6 + 2 if learned_kind(
+        cfg.scorer) else 0.0, "rl": cfg.rl_seconds * 1.17 + 3 if cfg.rl_seconds > 0 else 0.0,
+        "sweep": budget_sum * len(cfg.seeds) * cfg.sweep_problems * 0.015 + 2, "report": 3.0}
 

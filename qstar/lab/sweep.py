@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qstar.lab.metrics import append_records, read_metrics, write_records
+from qstar.scorers import learned_kind
 
 DEFAULT_STRATEGIES = ("majority", "best_of_n", "beam", "mcts", "sequential", "compute_optimal")
 TREE_STRATEGIES = ("beam", "dvts", "mcts")
@@ -32,7 +33,8 @@ class SweepConfig:
     checkpoints: list[str] = field(default_factory=lambda: ["runs/demo"])
     """Reasoner checkpoints (run dir or HF dir), one per model size."""
     strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
-    """Strategy names from qstar.search.STRATEGIES."""
+    """Strategy names from qstar.search.STRATEGIES; `name@scorer` runs that strategy with another scorer and
+    `name/N` stops it at budget N (tree searches cost more per budget than sampling)."""
     budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     """Budgets N (full-chain samples worth of compute per problem; see each strategy's budget mapping)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
@@ -56,6 +58,22 @@ class SweepConfig:
 
 
 Cell = dict  # {model, checkpoint, strategy, budget, seed}
+
+
+def split_strategy(spec: str, default_scorer: str) -> tuple[str, str]:
+    """`best_of_n@checker/32` -> ("best_of_n", "checker"); a bare name uses the sweep's scorer."""
+    name, _, scorer = spec.split("/", 1)[0].partition("@")
+    return name, scorer or default_scorer
+
+
+def budget_cap(spec: str) -> int | None:
+    """The N of a `name/N` strategy spec (None: every budget); ValueError for a cap that is not a positive int."""
+    if "/" not in spec:
+        return None
+    cap = spec.split("/", 1)[1]
+    if not cap.isdigit() or int(cap) < 1:
+        raise ValueError(f"strategy {spec!r}: the budget cap after '/' must be a positive integer")
+    return int(cap)
 Runner = Callable[[Cell, SweepConfig], tuple[dict, list[dict]]]
 
 
@@ -85,9 +103,10 @@ def grid(cfg: SweepConfig) -> list[Cell]:
     labels = [model_label(c) for c in cfg.checkpoints]
     if len(set(labels)) != len(labels):
         labels = [str(c) for c in cfg.checkpoints]
+    caps = {s: budget_cap(s) for s in cfg.strategies}
     return [{"model": m, "checkpoint": c, "strategy": s, "budget": b, "seed": seed}
             for seed in cfg.seeds for b in sorted(cfg.budgets) for m, c in zip(labels, cfg.checkpoints)
-            for s in cfg.strategies]
+            for s in cfg.strategies if caps[s] is None or b <= caps[s]]
 
 
 def load_done(path: Path, chash: str, *, force: bool) -> set[str]:
@@ -113,8 +132,8 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     runner(cell, cfg) -> (test record without key fields, tree records): defaults to ``ModelCellRunner`` (real
     checkpoints, qstar.search strategies); tests inject scripted ones. on_cell(done, total) reports progress.
     """
-    if cfg.scorer in ("prm", "orm") and not cfg.scorer_checkpoint:  # a demo run dir carries its trained PRM
-        found = [Path(c) / "stages" / cfg.scorer / "checkpoint" for c in cfg.checkpoints]
+    if learned_kind(cfg.scorer) and not cfg.scorer_checkpoint:  # a demo run dir carries its trained reward model
+        found = [Path(c) / "stages" / "prm" / "checkpoint" for c in cfg.checkpoints]
         found = [p for p in found if (p / "config.json").is_file()]
         if found:
             cfg = dataclasses.replace(cfg, scorer_checkpoint=str(found[0]))
@@ -129,7 +148,8 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     for i, cell in enumerate(todo):
         key = cell_key(cell, chash)
         test, trees = runner(cell, cfg)
-        test.update(kind="test", key=key, config_hash=chash, model=cell["model"], strategy=cell["strategy"],
+        test.update(kind="test", key=key, config_hash=chash, model=cell["model"],
+                    strategy=cell["strategy"].split("/", 1)[0],
                     budget=cell["budget"], seed=cell["seed"])
         trees = [dict(t, kind="tree", cell=key) for t in trees]
         append_records(path, [*trees, test])  # the test line, written last, marks the cell finished
@@ -147,14 +167,16 @@ def check_config(cfg: SweepConfig) -> None:
     from qstar.search import STRATEGIES
     from qstar.tasks import get_task
 
-    unknown = [s for s in cfg.strategies if s not in STRATEGIES]
+    specs = [split_strategy(s, cfg.scorer) for s in cfg.strategies]
+    unknown = [s for s, (name, _) in zip(cfg.strategies, specs) if name not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    if cfg.scorer not in SCORERS:
-        raise ValueError(f"unknown scorer {cfg.scorer!r}; choose from {', '.join(SCORERS)}")
-    if cfg.scorer in ("prm", "orm") and not cfg.scorer_checkpoint:
-        raise ValueError(f"scorer {cfg.scorer!r} is learned: pass --scorer-checkpoint (e.g. a `qstar train "
-                         f"{cfg.scorer}` run dir), or use a programmatic scorer (checker, none)")
+    for scorer in dict.fromkeys([cfg.scorer] + [sc for _, sc in specs]):
+        if scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {scorer!r}; choose from {', '.join(SCORERS)}")
+        if learned_kind(scorer) and not cfg.scorer_checkpoint:
+            raise ValueError(f"scorer {scorer!r} is learned: pass --scorer-checkpoint (e.g. a `qstar train "
+                             f"{learned_kind(scorer)}` run dir), or use a programmatic scorer (checker, none)")
     get_task(cfg.task)
     for c in cfg.checkpoints:
         resolve_reasoner(c)
@@ -192,7 +214,7 @@ class ModelCellRunner:
 
     def __init__(self) -> None:
         self._policies: dict[str, object] = {}
-        self._scorer = None
+        self._scorers: dict[str, object] = {}
         self._problems = None
 
     def problems(self, cfg: SweepConfig):
@@ -207,13 +229,13 @@ class ModelCellRunner:
             self._policies[checkpoint] = load_policy(checkpoint)
         return self._policies[checkpoint]
 
-    def scorer(self, cfg: SweepConfig):
-        if self._scorer is None:
+    def scorer(self, cfg: SweepConfig, name: str):
+        if name not in self._scorers:
             from qstar.scorers import get_scorer
 
-            kw = {"checkpoint": cfg.scorer_checkpoint} if cfg.scorer_checkpoint else {}
-            self._scorer = get_scorer(cfg.scorer, **kw)
-        return self._scorer
+            kw = {"checkpoint": cfg.scorer_checkpoint} if learned_kind(name) else {}
+            self._scorers[name] = get_scorer(name, **kw)
+        return self._scorers[name]
 
     def __call__(self, cell: Cell, cfg: SweepConfig) -> tuple[dict, list[dict]]:
         import torch
@@ -222,10 +244,11 @@ class ModelCellRunner:
         from qstar.search import get_strategy
         from qstar.tasks import get_task
 
-        problems, policy, scorer = self.problems(cfg), self.policy(cell["checkpoint"]), self.scorer(cfg)
+        strategy, scorer_name = split_strategy(cell["strategy"], cfg.scorer)
+        problems, policy, scorer = self.problems(cfg), self.policy(cell["checkpoint"]), self.scorer(cfg, scorer_name)
         limits = search_limits(get_task(cfg.task), problems, max_tokens=cfg.max_tokens or chain_budget(
             get_task(cfg.task), problems))
-        fn = get_strategy(cell["strategy"])
+        fn = get_strategy(strategy)
         params = inspect.signature(fn).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             limits = {k: v for k, v in limits.items() if k in params}
@@ -241,10 +264,13 @@ class ModelCellRunner:
                 "tokens": [r.ledger.generated_tokens for r in results], "flops": [r.ledger.flops for r in results],
                 "seconds": seconds}
         trees = []
-        if cell["strategy"] in TREE_STRATEGIES and cell["seed"] == cfg.seeds[0] and cell["budget"] == max(cfg.budgets):
+        cap = budget_cap(cell["strategy"])
+        top = max(b for b in cfg.budgets if cap is None or b <= cap)  # this strategy's largest budget
+        if strategy in TREE_STRATEGIES and cell["seed"] == cfg.seeds[0] and cell["budget"] == top:
             for p, r, ok in pick_examples(list(zip(problems, results, outcomes)), cfg.trees):
                 if r.tree:
-                    trees.append({"strategy": cell["strategy"], "model": cell["model"], "budget": cell["budget"],
+                    trees.append({"strategy": cell["strategy"].split("/", 1)[0], "model": cell["model"],
+                                  "budget": cell["budget"],
                                   "question": p.question, "answer": r.answer, "gold": p.answer, "correct": bool(ok),
                                   "tree": r.tree})
         return test, trees

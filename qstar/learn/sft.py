@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -74,6 +74,9 @@ class SFTConfig:
     fp32 even with AMX (LOG.md); turn it on for larger models or GPUs."""
     eval_every: float = 60.0
     """Seconds of training between greedy evaluations."""
+    eval_at: list[float] = field(default_factory=list)
+    """Extra greedy evaluations at these seconds of training (e.g. log-spaced points for a chart with a log-FLOPs
+    axis, where evenly spaced ones would all sit at its right end)."""
     eval_problems: int = 500
     """Held-out test-split problems for greedy evaluation."""
     save_every: float = 60.0
@@ -306,6 +309,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     draw.buf = []  # type: ignore[attr-defined]
     metrics_path = out / "metrics.jsonl"
     marks = {"eval": state["seconds"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
+    pending = sorted(t for t in cfg.eval_at if t > state["seconds"])  # a resumed run skips the points it passed
 
     def evaluate(step: int, seconds: float, flops: float) -> float:
         acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
@@ -326,7 +330,10 @@ def train_sft(cfg: SFTConfig) -> dict:
         if s["step"] % 25 == 0:
             append_jsonl(metrics_path, {"stage": "sft", "step": s["step"], "seconds": s["seconds"], "flops": flops,
                                         "train/loss": s["loss"], "train/lr": s["lr"]})
-        if s["seconds"] - marks["eval"] >= cfg.eval_every:
+        due = bool(pending) and s["seconds"] >= pending[0]
+        while pending and s["seconds"] >= pending[0]:
+            pending.pop(0)
+        if due or s["seconds"] - marks["eval"] >= cfg.eval_every:
             marks["eval"] = s["seconds"]
             evaluate(s["step"], s["seconds"], flops)
         if s["seconds"] - marks["save"] >= cfg.save_every:

@@ -164,3 +164,37 @@ def _safe_check_step(task, problem: Problem, prev: list[str], step: str) -> bool
         return task.check_step(problem, prev, step)
     except Exception:  # unparseable model text is a wrong step, not a crash
         return False
+
+
+class CheckedScorer:
+    """The checker where it can judge, ``fallback`` (a learned ORM/PRM) where it cannot (score 0.5 = unknown).
+
+    What a deployment would run: exact programmatic verification for tasks that have it (Countdown, equations,
+    cipher, multiplication steps) and the learned verifier for the rest (letters, decimals). Both are reference-free.
+    """
+
+    oracle = False
+
+    def __init__(self, fallback, *, checker: CheckerScorer | None = None) -> None:
+        self.fallback, self.checker = fallback, checker or CheckerScorer()
+        self.name = f"checker+{getattr(fallback, 'name', 'fallback')}"
+        self.params = getattr(fallback, "params", 0)  # the learned half is the only one that costs FLOPs
+        if hasattr(fallback, "count_tokens"):
+            self.count_tokens = fallback.count_tokens
+
+    def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
+        first = self.checker.score(problems, chains)
+        todo = [i for i, s in enumerate(first) if s == UNKNOWN]
+        if todo:
+            for i, s in zip(todo, self.fallback.score([problems[i] for i in todo], [chains[i] for i in todo])):
+                first[i] = s
+        return first
+
+    def score_steps(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        first = self.checker.score_steps(problems, steps)
+        todo = [i for i, row in enumerate(first) if UNKNOWN in row]
+        if todo:
+            learned = self.fallback.score_steps([problems[i] for i in todo], [steps[i] for i in todo])
+            for i, row in zip(todo, learned):
+                first[i] = [b if a == UNKNOWN else a for a, b in zip(first[i], row)]
+        return first

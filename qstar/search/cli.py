@@ -58,7 +58,7 @@ class SearchConfig:
 
 def run_search(cfg: SearchConfig) -> dict:
     """Run ``cfg`` and write OUT/summary.json + OUT/results.jsonl; returns the summary."""
-    from qstar.scorers import get_scorer
+    from qstar.scorers import get_scorer, learned_kind
     from qstar.tasks import get_task
 
     fn = get_strategy(cfg.strategy)
@@ -72,7 +72,7 @@ def run_search(cfg: SearchConfig) -> dict:
         raise ValueError(f"--options must be a JSON object: {e}") from None
     if not isinstance(options, dict):
         raise ValueError("--options must be a JSON object")
-    scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if cfg.scorer in ("orm", "prm") else {}))
+    scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
     task = get_task(cfg.task)
     problems = task.generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     policy = load_policy(cfg.checkpoint, seed=cfg.seed)

@@ -1,0 +1,53 @@
+"""`qstar train sft` end to end at toy size: summary fields, evaluation schedule, refusal to overwrite, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qstar.learn import sft
+from qstar.learn.sft import SFTConfig, train_sft
+from qstar.model.checkpoint import load_checkpoint
+from qstar.runio import read_jsonl
+
+TOY = dict(task="decimals", preset="tiny", seconds=0.0, eval_problems=4, eval_every=1e9, batch_size=8)
+
+
+def test_sft_summary_and_evaluation_points(tmp_path):
+    out = tmp_path / "run"
+    summary = train_sft(SFTConfig(out=str(out), max_steps=5, eval_at=[1e-9], **TOY))
+    for key in ("greedy_accuracy", "train_seconds", "tokens_per_second", "mfu", "params", "steps", "train_flops"):
+        assert key in summary
+    assert summary["steps"] == 5 and summary["params"] == 209472 and 0 < summary["mfu"] < 1
+    evals = [r for r in read_jsonl(out / "metrics.jsonl") if "eval/greedy_accuracy" in r]
+    assert [r["step"] for r in evals] == [1, 5]  # the eval_at point (after the first update) and the final one
+    assert json.loads((out / "summary.json").read_text())["steps"] == 5
+    assert load_checkpoint(out / "checkpoint")[2]["stage"] == "sft"
+    assert not (out / "resume").exists()
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train_sft(SFTConfig(out=str(out), max_steps=5, **TOY))
+
+
+def test_sft_resumes_after_kill(tmp_path, monkeypatch, capsys):
+    cfg = SFTConfig(out=str(tmp_path / "run"), max_steps=4, save_every=0.0, **TOY)
+    real, calls = sft.collate, []
+
+    def dies_on_third_batch(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(sft, "collate", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(cfg)
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert load_checkpoint(tmp_path / "run" / "resume")[2]["train_state"]["step"] == 2
+    monkeypatch.setattr(sft, "collate", real)
+    summary = train_sft(cfg)
+    assert "at step 2" in capsys.readouterr().err
+    assert summary["steps"] == 4
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/greedy_accuracy" in r]
+    assert steps == [4]
+    assert summary["train_flops"] > 0 and summary["tokens"] > 0
