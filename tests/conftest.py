@@ -48,3 +48,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def data_dir() -> Path:
     """The shared benchmark files (GSM8K, MATH-500, Countdown), at ../shared/data from the repo root."""
     return DATA
+
+
+@pytest.fixture
+def dies_on_call():
+    """``dies_on_call(fn, n)``: a wrapper of ``fn`` that raises KeyboardInterrupt (a kill) on its n-th call."""
+
+    def make(fn, n: int):
+        calls = []
+
+        def wrapper(*args, **kw):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return fn(*args, **kw)
+
+        return wrapper
+
+    return make

@@ -84,19 +84,12 @@ def test_zero_variance_warns_and_skips(tiny_checkpoint, tmp_path, capsys):
     assert same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tiny_checkpoint, tmp_path, monkeypatch):
+def test_resume_after_kill_matches_uninterrupted_run(tiny_checkpoint, tmp_path, monkeypatch, dies_on_call):
     base = dict(init=str(tiny_checkpoint), max_updates=4, save_every=0.0, **{**TOY, "problems_per_batch": 4})
     train_grpo(GRPOConfig(out=str(tmp_path / "straight"), **base))
 
-    real, calls = grpo.combine, []
-
-    def dies_on_third_batch(*args, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(grpo, "combine", dies_on_third_batch)
+    real = grpo.combine
+    monkeypatch.setattr(grpo, "combine", dies_on_call(real, 3))  # killed on the third batch
     with pytest.raises(KeyboardInterrupt):
         train_grpo(GRPOConfig(out=str(tmp_path / "killed"), **base))
     assert not (tmp_path / "killed" / "summary.json").exists()

@@ -29,17 +29,10 @@ def test_sft_summary_and_evaluation_points(tmp_path):
         train_sft(SFTConfig(out=str(out), max_steps=5, **TOY))
 
 
-def test_sft_resumes_after_kill(tmp_path, monkeypatch, capsys):
+def test_sft_resumes_after_kill(tmp_path, monkeypatch, capsys, dies_on_call):
     cfg = SFTConfig(out=str(tmp_path / "run"), max_steps=4, save_every=0.0, **TOY)
-    real, calls = sft.collate, []
-
-    def dies_on_third_batch(*args, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(sft, "collate", dies_on_third_batch)
+    real = sft.collate
+    monkeypatch.setattr(sft, "collate", dies_on_call(real, 3))  # killed while building the third batch
     with pytest.raises(KeyboardInterrupt):
         train_sft(cfg)
     assert not (tmp_path / "run" / "summary.json").exists()

@@ -48,7 +48,7 @@ class DemoConfig:
     """Seed of the model init, the data streams and the held-out problem set."""
     eval_problems: int = 200
     """Held-out problems for every pass@1 evaluation (chart 1)."""
-    sft_seconds: float = 270.0
+    sft_seconds: float = 240.0
     """SFT training time budget (seconds, evaluations excluded)."""
     sft_evals: int = 6
     """Held-out evaluations during SFT (points on chart 1), log-spaced: at 1/2^k of sft_seconds, the last at the end."""
