@@ -74,6 +74,8 @@ def budget_cap(spec: str) -> int | None:
     if not cap.isdigit() or int(cap) < 1:
         raise ValueError(f"strategy {spec!r}: the budget cap after '/' must be a positive integer")
     return int(cap)
+
+
 Runner = Callable[[Cell, SweepConfig], tuple[dict, list[dict]]]
 
 

@@ -169,8 +169,9 @@ def _safe_check_step(task, problem: Problem, prev: list[str], step: str) -> bool
 class CheckedScorer:
     """The checker where it can judge, ``fallback`` (a learned ORM/PRM) where it cannot (score 0.5 = unknown).
 
-    What a deployment would run: exact programmatic verification for tasks that have it (Countdown, equations,
-    cipher, multiplication steps) and the learned verifier for the rest (letters, decimals). Both are reference-free.
+    What a deployment would run: exact programmatic verification where a task has it (every qstar task judges its
+    chains or steps) and the learned verifier where nothing can (user tasks, GSM8K/MATH-500 chains, steps a task
+    has no check for). Both halves are reference-free.
     """
 
     oracle = False
