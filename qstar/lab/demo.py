@@ -117,9 +117,10 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
         errors.append("give at least one strategy, budget and seed")
     if any(b < 1 for b in cfg.budgets):
         errors.append(f"budgets must be >= 1, got {cfg.budgets}")
+    from qstar.lab.sweep import split_strategy
     from qstar.search import STRATEGIES
 
-    unknown = [s for s in cfg.strategies if s.split("/", 1)[0].partition("@")[0] not in STRATEGIES]
+    unknown = [s for s in cfg.strategies if split_strategy(s, cfg.scorer)[0] not in STRATEGIES]
     if unknown:
         errors.append(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     if errors:

@@ -60,9 +60,14 @@ class SweepConfig:
 Cell = dict  # {model, checkpoint, strategy, budget, seed}
 
 
+def spec_label(spec: str) -> str:
+    """A strategy spec without its budget cap (`best_of_n@checker/32` -> `best_of_n@checker`): the curve's name."""
+    return spec.split("/", 1)[0]
+
+
 def split_strategy(spec: str, default_scorer: str) -> tuple[str, str]:
     """`best_of_n@checker/32` -> ("best_of_n", "checker"); a bare name uses the sweep's scorer."""
-    name, _, scorer = spec.split("/", 1)[0].partition("@")
+    name, _, scorer = spec_label(spec).partition("@")
     return name, scorer or default_scorer
 
 
@@ -151,7 +156,7 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
         key = cell_key(cell, chash)
         test, trees = runner(cell, cfg)
         test.update(kind="test", key=key, config_hash=chash, model=cell["model"],
-                    strategy=cell["strategy"].split("/", 1)[0],
+                    strategy=spec_label(cell["strategy"]),
                     budget=cell["budget"], seed=cell["seed"])
         trees = [dict(t, kind="tree", cell=key) for t in trees]
         append_records(path, [*trees, test])  # the test line, written last, marks the cell finished
@@ -271,7 +276,7 @@ class ModelCellRunner:
         if strategy in TREE_STRATEGIES and cell["seed"] == cfg.seeds[0] and cell["budget"] == top:
             for p, r, ok in pick_examples(list(zip(problems, results, outcomes)), cfg.trees):
                 if r.tree:
-                    trees.append({"strategy": cell["strategy"].split("/", 1)[0], "model": cell["model"],
+                    trees.append({"strategy": spec_label(cell["strategy"]), "model": cell["model"],
                                   "budget": cell["budget"],
                                   "question": p.question, "answer": r.answer, "gold": p.answer, "correct": bool(ok),
                                   "tree": r.tree})
