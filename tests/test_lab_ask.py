@@ -27,6 +27,19 @@ def test_own_words_route_to_the_task_phrasing(question, task, prompt, answer):
     assert (p.task, p.question, p.answer) == (task, prompt, answer)
 
 
+def test_the_princess_puzzle_is_parsed_into_the_ages_family():
+    from qstar.tasks import check, get_task, verify
+
+    p = route("The princess is as old as the prince will be when the princess is twice as old as the prince was when "
+              "the princess's age was half the sum of their present ages. What are their ages?")
+    assert (p.task, p.answer, p.data["family"]) == ("ages", "4k and 3k", 2)
+    assert verify(p, "8k and 6k") and check(p, "4k and 3k") and not check(p, "3k and 4k")
+    assert verify(p, get_task("ages").reference(p))  # the task's own chain solves the routed problem
+    three = route("Ann is as old as Bob will be when Ann is three times as old as Bob was when Ann's age was half the "
+                  "sum of their present ages.")
+    assert three.answer == "11k and 7k" and three.question.startswith("Ann is as old as Bob")
+
+
 def test_countdown_routes_through_the_task():
     from qstar.tasks import check
 
@@ -81,7 +94,19 @@ def test_agreement_and_checker_decide_confidence(capsys):
     assert ages["verified"] is None  # the family was recognised, not parsed: agreement is the only evidence
     split = run_ask(AskConfig(question="what is 12 times 34", effort="medium"),
                     policy=Voter(["408", "407", "406", "405"]))  # mult has no reference-free check
-    assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 8
+    assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 16
+
+
+def test_the_check_picks_and_vouches_for_a_minority_answer():
+    # best of N by the task's reference-free check: one right sample in four is found, and the check (not the
+    # 1-in-4 agreement) decides the confidence
+    q = "How many r's are in strawberry?"
+    out = run_ask(AskConfig(question=q, effort="medium", checkpoint="no/run"), policy=Voter(["2", "2", "3", "1"]))
+    assert (out["status"], out["answer"], out["scorer"]) == ("answered", "3", "checker")
+    assert out["agreement"] == pytest.approx(0.25) and "passes the task's own check" in out["message"]
+    assert "though 2 of 2 thinking steps do not" in out["message"]  # the scripted "thinking" lines are no spelling
+    none_right = run_ask(AskConfig(question=q, effort="high"), policy=Voter(["2", "1"]))
+    assert none_right["status"] == "unsure" and none_right["samples"] == 64
 
 
 def test_ask_a_real_checkpoint(tiny_checkpoint, capsys):

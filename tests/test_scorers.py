@@ -73,6 +73,15 @@ def test_multiplication_checker_uses_step_checks():
     assert s.score([p] * 3, chains) == [0.5, 0.0, 1.0]
 
 
+def test_checked_answers_rank_by_their_steps():
+    # the ages check judges the answer; steps that fail their own checks cost a little, never below "unknown"
+    t, p = get_task("ages"), problem("ages")
+    garbled = ["a=(x-y)/2", "b=nonsense", "x=1"]
+    right, sloppy, wrong = t.reference(p), render_chain(garbled, p.answer), render_chain(garbled, "1 and 2")
+    good, meh, bad = get_scorer("checker").score([p] * 3, [right, sloppy, wrong])
+    assert good == 1.0 and 0.5 < meh < 1.0 and bad == 0.0
+
+
 def test_problems_outside_the_registry():
     p = Problem("my_task", "2+2?", "4", "k")
     assert get_scorer("checker").score([p, p], ["Answer: 4", "nothing"]) == [0.5, 0.0]

@@ -4,8 +4,12 @@
    recognises it -> "I can't answer that", without guessing.
 2) Think: the effort level picks a strategy and budget (a registry below); the reasoner samples chains on the
    task's own phrasing of the question.
-3) Judge: agreement among the samples measures confidence; below ``min_agreement``, or when the task's
-   reference-free check rejects the answer, the reply says it is not confident instead of asserting it.
+3) Judge: the task's reference-free check (it reads the question, never a gold answer) decides where the task has
+   one; elsewhere agreement among the samples measures confidence. A rejected answer, or agreement below
+   ``min_agreement``, makes the reply say it is not confident instead of asserting it.
+
+Medium and high effort pick the best of N samples with that same check (and the run's PRM where the check cannot
+judge): on the demo's reasoner it was the only strategy whose accuracy kept rising with N (LOG.md, 2026-11-22).
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from pathlib import Path
 from qstar.tasks.format import split_chain
 from qstar.tasks.routes import RECOGNISERS, route
 
-#: effort -> (strategy, budget N, scorer wanted); "prm" falls back to "none" when the run has no trained PRM
+#: effort -> (strategy, budget N, scorer wanted); "checker+prm" falls back to "checker" when the run has no PRM
 EFFORTS: dict[str, tuple[str, int, str]] = {
     "low": ("majority", 3, "none"),
-    "medium": ("majority", 8, "none"),
-    "high": ("weighted_best_of_n", 16, "prm"),
+    "medium": ("best_of_n", 16, "checker+prm"),
+    "high": ("best_of_n", 64, "checker+prm"),
 }
 SKILLS = ("count a letter in a word, multiply whole numbers, compare two decimals, decode a Caesar cipher with a "
           "given shift, solve a Countdown numbers puzzle, or work out two people's ages")
@@ -36,7 +40,7 @@ class AskConfig:
     checkpoint: str = "runs/demo"
     """Reasoner: a demo run dir (its final checkpoint), any run dir, or a Hugging Face checkpoint dir."""
     effort: str = field(default="medium", metadata={"choices": sorted(EFFORTS)})
-    """Test-time compute: low (3 samples), medium (8), high (16, PRM-weighted when the run trained one)."""
+    """Test-time compute: low (majority of 3 samples), medium (best of 16 by the task's check), high (best of 64)."""
     min_agreement: float = 0.5
     """Below this share of samples agreeing on the answer, the reply says it is not confident."""
     seed: int = 0
@@ -90,6 +94,7 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     # reference-free check (judges from the question alone; None: the task has none) and the exact verifier
     check = task.check(problem, res.answer) if parsed else None
     correct = bool(task.verify(problem, res.answer)) if parsed else None
+    slips = _failing_steps(task, problem, steps) if parsed else 0
     out = {"question": cfg.question, "task": problem.task, "prompt": problem.question, "thinking": steps,
            "answer": res.answer, "agreement": agreement, "samples": len(answers), "strategy": strategy,
            "budget": budget, "scorer": scorer_name, "checked": check, "verified": correct}
@@ -99,22 +104,37 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     elif check is False:
         out.update(status="unsure", message=f"I'm not confident: my best answer {res.answer} fails the "
                                             f"{problem.task} task's own check ({agree_text}).")
-    elif agreement < cfg.min_agreement:
+    elif check is None and agreement < cfg.min_agreement:
         out.update(status="unsure", message=f"I'm not confident: my attempts disagree ({agree_text} on "
                                             f"{res.answer}), so treat it as a guess.")
     else:
-        out.update(status="answered", message=f"{res.answer} ({agree_text}"
-                                              + ("; it passes the task's own check)" if check else ")"))
+        passed = "; it passes the task's own check" if check else ""
+        if check and slips:  # say so rather than pass off a lucky chain as sound reasoning
+            passed += f", though {slips} of {len(steps)} thinking steps do not"
+        out.update(status="answered", message=f"{res.answer} ({agree_text}{passed})")
     return out
 
 
+def _failing_steps(task, problem, steps: list[str]) -> int:
+    """How many thinking steps the task's step checker rejects (unparseable text counts as rejected)."""
+    bad = 0
+    for j, step in enumerate(steps):
+        try:
+            bad += task.check_step(problem, steps[:j], step) is False
+        except Exception:
+            bad += 1
+    return bad
+
+
 def _scorer(checkpoint: str, want: str, get_scorer) -> tuple[object, str]:
-    """The PRM the demo trained next to the reasoner when effort asks for one and it exists; else "none"."""
-    if want == "prm":
+    """The effort's scorer: "checker+prm" with the PRM the demo trained next to the reasoner, or the checker alone
+    when the run has none."""
+    if want == "checker+prm":
         prm = Path(checkpoint) / "stages" / "prm" / "checkpoint"
         if (prm / "config.json").is_file():
-            return get_scorer("prm", checkpoint=str(prm)), "prm"
-    return get_scorer("none"), "none"
+            return get_scorer("checker+prm", checkpoint=str(prm)), "checker+prm"
+        return get_scorer("checker"), "checker"
+    return get_scorer(want), want
 
 
 def _emit(cfg: AskConfig, out: dict) -> dict:

@@ -9,7 +9,8 @@ the answer line (``"Answer: X"``); that step is scored like the whole chain's ou
   Steps: 1 while every step so far passes ``task.check_step`` (or, where the task has none, equals the reference
   step at that position), else 0; the answer line scores its exact verification.
 - ``checker``: reference-free (never reads ``problem.answer``): ``task.check(problem, answer)`` (Countdown evaluates
-  the expression, equations substitute, cipher re-encodes) and ``task.check_step``. A task with step checks but no
+  the expression, equations substitute, cipher re-encodes) and ``task.check_step``. A passing answer scores 1, less
+  up to ``STEP_SLIP`` for the share of its steps that fail their checks. A task with step checks but no
   outcome check (multiplication) scores a chain by its steps: any failing step -> 0, all passing -> 1. Where the task
   can judge neither the score is 0.5 = unknown; a chain without an answer scores 0.
 """
@@ -23,6 +24,8 @@ from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, split_chain
 
 UNKNOWN = 0.5
+#: the most a checked-correct answer loses for steps that fail their checks (all of them): it stays above UNKNOWN
+STEP_SLIP = 0.1
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,8 +139,9 @@ class CheckerScorer:
         return out
 
     def _outcome(self, problem: Problem, text: str) -> float:
-        """check(answer) where the task has an outcome checker; otherwise the chain's step checks (any failing
-        step -> 0, all passing -> 1); 0.5 when neither can judge; 0 without an answer."""
+        """check(answer) where the task has an outcome checker (a pass loses up to STEP_SLIP for failing steps);
+        otherwise the chain's step checks (any failing step -> 0, all passing -> 1); 0.5 when neither can judge;
+        0 without an answer."""
         answer = _answer(problem, text)
         if answer is None:
             return 0.0
@@ -148,10 +152,14 @@ class CheckerScorer:
             verdict = task.check(problem, answer)
         except Exception:  # a checker that cannot parse the answer has judged it wrong
             return 0.0
-        if verdict is not None:
-            return float(bool(verdict))
+        if verdict is False:
+            return 0.0
         steps = split_chain(text)[0]
         verdicts = [_safe_check_step(task, problem, steps[:j], s) for j, s in enumerate(steps)]
+        if verdict:
+            # a right answer reached through steps that do not check out ranks just below one whose steps do: what
+            # a reader of the chain (`qstar ask` prints it) wants, and still far above anything unverified
+            return 1.0 - STEP_SLIP * sum(v is False for v in verdicts) / max(1, len(verdicts))
         if any(v is False for v in verdicts):
             return 0.0
         return 1.0 if verdicts and all(verdicts) else UNKNOWN

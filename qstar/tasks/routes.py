@@ -3,9 +3,9 @@ and the task's own verifier and checker can judge the answer.
 
 A task that offers ``parse(question) -> Problem | None`` is asked first; otherwise the recognisers below (one per
 family, in a registry) pull out the operands with a regex and build the Problem with the task module's own
-phrasings and helpers (decimals.gold_answer, cipher.shift_text, countdown.solve/make); ages is only recognised
-(no gold: the reply rests on agreement). Recognisers never raise;
-a question no task recognises returns None, and the caller says it cannot answer.
+phrasings and helpers (decimals.gold_answer, cipher.shift_text, countdown.solve/make); ages parses the classic
+"as old as ... will be when" family and otherwise only recognises (no gold: the reply rests on agreement).
+Recognisers never raise; a question no task recognises returns None, and the caller says it cannot answer.
 """
 
 from __future__ import annotations
@@ -127,16 +127,47 @@ def cipher(q: str) -> Problem | None:
                    f"cipher:{k}:{cipher_text}", {"cipher": cipher_text, "shift": k, "hint": None})
 
 
+_FAMILY = re.compile(r"(?:the )?(\w+) is as old as (?:the )?(\w+) will be when (?:the )?\1 is (twice|\w+ times|\d+ "
+                     r"times) as old as (?:the )?\2 was when (?:the )?\1'?s age was half the sum of their (?:present )?"
+                     r"ages")
+
+
 def ages(q: str) -> Problem | None:
-    """Age word problems ("Tom is 4 years older than Ann ... How old are they?"). Turning free English into the
-    task's equations is the task's job, so this only recognises the family: the Problem carries the question as
-    asked, no gold answer and no data, and the reply is judged by the samples' agreement alone."""
+    """Age word problems. The classic family puzzle ("the princess is as old as the prince will be when the princess
+    is twice as old as ...") is parsed into the task's own problem, so its check and verifier judge the reply. Other
+    age questions ("Tom is 4 years older than Ann ... How old are they?") are only recognised: turning free English
+    into equations is the task's job, so the Problem carries the question as asked, no gold answer and no data, and
+    the reply is judged by the samples' agreement alone."""
+    family = _ages_family(q)
+    if family is not None:
+        return family
     s = q.lower()
     if not re.search(r"\bhow old\b|\bages?\b|\byears? (?:old|older|younger)\b|\bas old as\b", s):
         return None
     if not re.search(r"\b(?:older|younger|twice|times|sum|will be|was|ago|in \d+ years)\b", s):
         return None
     return Problem("ages", q, "", "ask:ages", {})
+
+
+def _ages_family(q: str) -> Problem | None:
+    from qstar.tasks.ages import FAMILY_ENDINGS, TIMES, _family_answer, _family_chain
+
+    m = _FAMILY.search(q.lower())
+    words = {v: k for k, v in TIMES.items()}
+    if m is None:
+        return None
+    times = m.group(3)
+    k = words.get(times) or (int(times.split()[0]) if times.split()[0].isdigit() else None)
+    if k is None or not 2 <= k <= 9:
+        return None
+    royal = re.search(r"\bthe " + m.group(1) + r"\b", q.lower()) is not None
+    a, b = (f"the {m.group(1)}", f"the {m.group(2)}") if royal else (m.group(1).title(), m.group(2).title())
+    question = (f"{a} is as old as {b} will be when {a} is {TIMES.get(k, f'{k} times')} as old as {b} was when {a}'s "
+                f"age was half the sum of their present ages. ")
+    question = question[0].upper() + question[1:] + FAMILY_ENDINGS[0]
+    _, (p, qq) = _family_chain(k)
+    return Problem("ages", question, _family_answer(p, qq), f"ages:family:{k}:{a}:{b}",
+                   {"family": k, "eqs": [[p, qq, 0]], "names": [a, b]})
 
 
 #: task name -> recogniser; order matters only when two could match (mult before countdown: "make" is rarer)
