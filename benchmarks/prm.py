@@ -31,7 +31,7 @@ import qstar  # noqa: F401  (thread env before torch)
 import torch
 
 from qstar.config import parse_config
-from qstar.learn.reward import fit_reward, label_chains, reward_items
+from qstar.learn.reward import fit_reward, label_chains, planted_error_records, reward_items
 from qstar.learn.reward_eval import auc, is_correct, selection_accuracy
 from qstar.learn.sft import chain_budget
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
@@ -76,7 +76,10 @@ class Args:
     """Training seconds per reward model instead of --steps (when --steps is 0)."""
     variants: tuple[str, ...] = ("prm-shared", "orm-shared", "prm-small", "orm-small", "orm-shared-naive")
     """Reward models to train: kind-trunk[-ablation], ablations naive, lowT, last (train the final position only),
-    unbal, hard (hard MC labels). PRMs are also reported as name@prod / @last / @mean (default: min)."""
+    unbal, hard (hard MC labels), planted (add --planted-problems reference chains and copies with one planted error,
+    exactly labelled). PRMs are also reported as name@prod / @last / @mean (default: min)."""
+    planted_problems: int = 2000
+    """Train problems (a different seed from the labelled ones) for the planted-error chains of `planted` variants."""
     seed: int = 0
     """Seed."""
 
@@ -100,14 +103,16 @@ def cached_labels(path: Path, policy, task, problems, *, samples: int, temperatu
     return recs
 
 
-def variant_items(name: str, labels: list[dict], lowt: list[dict]) -> tuple[list, dict]:
+def variant_items(name: str, labels: list[dict], lowt: list[dict], planted: list[dict]) -> tuple[list, dict]:
     """Training items and fit options for a variant name (kind-trunk[-ablation...])."""
     kind, _, *ablations = name.split("-")
-    unknown = set(ablations) - {"naive", "lowT", "last", "unbal", "hard"}
+    unknown = set(ablations) - {"naive", "lowT", "last", "unbal", "hard", "planted"}
     if kind not in ("orm", "prm") or unknown:
         raise SystemExit(f"bad variant {name!r}: kind orm|prm, trunk shared|tiny|small|base, ablations naive, lowT, "
-                         "last, unbal, hard")
+                         "last, unbal, hard, planted")
     recs = lowt if ("naive" in ablations or "lowT" in ablations) else labels
+    if "planted" in ablations:
+        recs = recs + planted
     items = reward_items(recs, kind=kind, label="hard" if "hard" in ablations else "soft")
     if "naive" in ablations or "last" in ablations:  # outcome at the final read position only
         items = [(q, s, [float("nan")] * (len(t) - 1) + t[-1:]) for q, s, t in items]
@@ -135,8 +140,11 @@ def main(args: Args) -> None:
     need_low = any(("naive" in v or "lowT" in v) for v in args.variants)
     lowt = cached_labels(out / "labels-lowT.jsonl", policy, task, train, samples=args.train_samples,
                          temperature=0.3, mc=0, max_tokens=max_tokens) if need_low else []
+    need_planted = any("planted" in v.split("-")[2:] for v in args.variants)
+    planted = planted_error_records(task, task.generate(args.planted_problems, seed=args.seed + 1, split="train"),
+                                    seed=args.seed) if need_planted else []
     pos = sum(r["outcome"] for r in labels) / len(labels)
-    log({"what": "labels", "chains": len(labels), "positive_rate": pos,
+    log({"what": "labels", "chains": len(labels), "positive_rate": pos, "planted_chains": len(planted),
          "lowT_positive_rate": sum(r["outcome"] for r in lowt) / max(1, len(lowt))}, out)
 
     # 2) test samples
@@ -160,7 +168,7 @@ def main(args: Args) -> None:
     for name in args.variants:
         kind, path = name.split("-")[0], out / f"scores-{name}.json"
         if not path.exists():
-            items, opts = variant_items(name, labels, lowt)
+            items, opts = variant_items(name, labels, lowt, planted)
             trunk_name = name.split("-")[1]
             torch.manual_seed(args.seed)
             trunk = load_checkpoint(ckpt)[0] if trunk_name == "shared" else Transformer(ModelConfig.preset(trunk_name))

@@ -100,6 +100,18 @@ def test_quick_overrides_only_defaults_and_validation():
         resolve(DemoConfig(sft_seconds=0))
 
 
+def test_the_reward_model_to_train_comes_from_every_scorer_the_sweep_uses():
+    from qstar.lab.stages import learned_kinds
+
+    assert learned_kinds(DemoConfig()) == {"prm"}  # checker+prm, plus best_of_n@prm
+    assert learned_kinds(DemoConfig(scorer="checker", strategies=["beam", "best_of_n@prm"])) == {"prm"}
+    assert learned_kinds(DemoConfig(scorer="checker", strategies=["beam", "best_of_n@oracle"])) == set()
+    with pytest.raises(ValueError, match="one reward model, but its scorers want orm and prm"):
+        resolve(DemoConfig(scorer="prm", strategies=["best_of_n@orm"]))
+    with pytest.raises(ValueError, match="prm_seconds must be > 0 to train the prm"):
+        resolve(DemoConfig(scorer="checker", strategies=["best_of_n@checker+prm"], prm_seconds=0))
+
+
 def test_mismatched_or_foreign_dir_is_refused_and_force_only_removes_demo_files(tmp_path):
     run = tmp_path / "run"
     prepare(run, resolve(config(tmp_path)))

@@ -11,7 +11,15 @@ import shutil
 import pytest
 import torch
 
-from qstar.learn.reward import RewardConfig, fit_reward, mc_step_labels, reward_items, train_orm, train_prm
+from qstar.learn.reward import (
+    RewardConfig,
+    fit_reward,
+    mc_step_labels,
+    planted_error_records,
+    reward_items,
+    train_orm,
+    train_prm,
+)
 from qstar.learn.reward_eval import auc, reward_loss, selection_accuracy
 from qstar.model.checkpoint import CheckpointError, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
@@ -82,6 +90,23 @@ def tiny_reward(kind: str, seed: int = 0) -> RewardModel:
     model = RewardModel(Transformer(ModelConfig.preset("tiny")), kind=kind)
     torch.nn.init.normal_(model.head.weight, std=0.5)
     return model.eval()
+
+
+@pytest.mark.parametrize("name", ["mult", "letters", "countdown"])
+def test_planted_errors_are_labelled_exactly(name):
+    task = get_task(name)
+    problems = task.generate(4, seed=3, split="train")
+    recs = planted_error_records(task, problems, seed=1)
+    assert len(recs) == 8
+    for p, ref, bad in zip(problems, recs[0::2], recs[1::2]):
+        assert ref["steps"][-1].startswith("Answer: ") and ref["soft"] == [1.0] * len(ref["steps"])
+        assert ref["outcome"] == 1.0 and task.verify(p, task.extract_answer(ref["chain"]))
+        first = bad["soft"].index(0.0)  # the planted step: right before it, wrong from it on, answer included
+        assert bad["steps"][:first] == ref["steps"][:first] and bad["steps"][first] != ref["steps"][first]
+        assert bad["soft"] == [1.0] * first + [0.0] * (len(bad["steps"]) - first) == bad["hard"]
+        assert bad["outcome"] == 0.0 and not task.verify(p, task.extract_answer(bad["chain"]))
+    items = reward_items(recs, kind="prm")
+    assert [len(steps) for _, steps, _ in items] == [len(r["steps"]) for r in recs]
 
 
 def test_encode_reads_step_ends():

@@ -61,8 +61,8 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
     """One curve per (model, strategy, oracle), seeds pooled, points sorted by tokens per problem.
 
     A point: {strategy, model, oracle, budget, tokens_per_problem, flops_per_problem, accuracy, ci_low, ci_high,
-    seeds, n_problems}. Accuracy averages each problem over its seeds first, then over problems; the CI bootstraps
-    over problems (seeds are not independent draws of the problem set).
+    seeds, n_problems, scorer}. Accuracy averages each problem over its seeds first, then over problems; the CI
+    bootstraps over problems (seeds are not independent draws of the problem set).
     """
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
@@ -85,7 +85,7 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
             "strategy": strategy, "model": model, "oracle": oracle, "budget": budget,
             "tokens_per_problem": sum(tokens) / len(tokens), "flops_per_problem": sum(flops) / len(flops),
             "accuracy": sum(per_problem) / len(per_problem), "ci_low": lo, "ci_high": hi,
-            "seeds": sorted({r["seed"] for r in rs}), "n_problems": len(per_problem),
+            "seeds": sorted({r["seed"] for r in rs}), "n_problems": len(per_problem), "scorer": rs[0].get("scorer"),
         })
     return {k: sorted(v, key=lambda p: (p["tokens_per_problem"], p["budget"])) for k, v in curves.items()}
 

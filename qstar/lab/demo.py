@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qstar.lab.progress import StageProgress
-from qstar.lab.stages import STAGES, Ctx, expected_seconds
+from qstar.lab.stages import STAGES, Ctx, expected_seconds, learned_kinds
 from qstar.runio import atomic_write_json
-from qstar.scorers import learned_kind
 
 #: files and folders the demo writes in DIR (the only things --force removes)
 OWN = ("stages", "checkpoint", "lab.json", "metrics.jsonl", "report.html", "summary.json", "train_compute.png",
@@ -72,12 +71,12 @@ class DemoConfig:
     """GRPO problems per update."""
     rl_group_size: int = 8
     """GRPO samples per problem."""
-    strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n", "beam/8", "mcts/8", "sequential/8",
-                                                           "compute_optimal/16", "best_of_n@checker"])
+    strategies: list[str] = field(default_factory=lambda: ["majority/32", "best_of_n@prm/32", "best_of_n", "beam/8",
+                                                           "mcts/8", "sequential/8", "compute_optimal/16"])
     """Test-time strategies to sweep (qstar.search.STRATEGIES); `name@scorer` runs one with another scorer (the
-    programmatic checker line shows what an exact reference-free verifier buys next to the learned PRM) and `name/N`
-    stops one at budget N (tree searches cost several times more per budget than sampling)."""
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    learned PRM's own best-of-N line next to the checker-guided ones) and `name/N` stops one at budget N (tree searches
+    cost several times more per budget than sampling)."""
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     """Test-time budgets N (full chains worth of compute per problem)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """Sampling seeds of the sweep; results are pooled per problem."""
@@ -85,8 +84,10 @@ class DemoConfig:
     """Held-out problems per sweep cell (chart 2)."""
     sweep_max_tokens: int = 0
     """Cap on tokens per chain in the sweep; 0 derives it from the task's reference chains."""
-    scorer: str = "prm"
-    """Scorer for scored strategies (prm and orm are trained by the prm stage; checker/none need no training)."""
+    scorer: str = "checker+prm"
+    """Scorer for scored strategies: checker+prm checks what the task's reference-free checker can judge and asks the
+    PRM trained by the prm stage the rest (prm, orm, checker, none also work). Guided by the PRM alone, best-of-N and
+    the tree searches stayed flat on the demo's reasoner; guided by the checker they rose (LOG.md, 2026-11-22)."""
     trees: int = 2
     """Search trees per tree strategy shown in the report's viewer."""
 
@@ -111,14 +112,18 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     errors = [f"{k} must be > 0" for k in POSITIVE if getattr(cfg, k) <= 0]
     if cfg.rl_seconds < 0:
         errors.append("rl_seconds must be >= 0 (0 skips RL)")
-    if learned_kind(cfg.scorer) and cfg.prm_seconds <= 0:
-        errors.append(f"prm_seconds must be > 0 to train the {cfg.scorer} scorer")
     if not (cfg.strategies and cfg.budgets and cfg.seeds):
         errors.append("give at least one strategy, budget and seed")
     if any(b < 1 for b in cfg.budgets):
         errors.append(f"budgets must be >= 1, got {cfg.budgets}")
     from qstar.lab.sweep import split_strategy
     from qstar.search import STRATEGIES
+
+    kinds = learned_kinds(cfg)
+    if len(kinds) > 1:
+        errors.append(f"the demo trains one reward model, but its scorers want {' and '.join(sorted(kinds))}")
+    elif kinds and cfg.prm_seconds <= 0:
+        errors.append(f"prm_seconds must be > 0 to train the {kinds.pop()} its scorers use")
 
     unknown = [s for s in cfg.strategies if split_strategy(s, cfg.scorer)[0] not in STRATEGIES]
     if unknown:

@@ -134,7 +134,9 @@ def _page(res: dict, png_train: bytes, png_test: bytes, trees: list[dict], *, ti
     info = "".join(f"<li><b>{html.escape(str(k))}</b>: {_fmt(v)}</li>" for k, v in run_info.items())
     verdicts = "".join(f"<li>{html.escape(v)}</li>" for v in res["verdicts"])
     oracle = any(p["oracle"] for pts in res["test_curves"].values() for p in pts)
-    checked = any("@checker" in label for label in res["test_curves"])
+    scorers = {pts[0].get("scorer") or "" for pts in res["test_curves"].values()}
+    checked = any("checker" in sc for sc in scorers) or any("@checker" in label for label in res["test_curves"])
+    learned = sorted(sc for sc in scorers if sc in ("prm", "orm"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body><main>
@@ -145,10 +147,11 @@ Every number below is computed from <code>metrics.jsonl</code>; nothing is smoot
 <section id="verdicts"><h2>What the numbers say</h2><ul>{verdicts}</ul>
 <p class="note">A curve is called flat when its accuracy span is under {analysis.FLAT_POINTS:g} points.
 {"Curves marked (oracle) use a scorer that reads the gold answer: analysis only, not deployable." if oracle else ""}
-{"Lines named <code>@checker</code> use the reference-free programmatic checker: it never reads the gold answer, but "
- "it recomputes letter counts and decimal comparisons from the question and checks Countdown, equations, cipher and "
- "multiplication steps exactly, so it is as strong as a verifier can be: read it as the ceiling for learned ones."
- if checked else ""}
+{"Lines scored by <code>checker</code> (or <code>checker+prm</code>: the checker where it can judge, the PRM "
+ "elsewhere) use the reference-free programmatic checker: it never reads the gold answer, but it recomputes letter "
+ "counts and decimal comparisons from the question and checks Countdown, equations, cipher and multiplication steps "
+ "exactly, so it is as strong as a verifier can be: read it as the ceiling for learned ones." if checked else ""}
+{f"Lines named <code>@{learned[0]}</code> rank with the learned {learned[0].upper()} alone." if learned else ""}
 </p></section>
 <section class="charts">
 <figure id="chart-train">{_img(png_train, "train-time compute chart")}<figcaption>Chart 1 &middot; pass@1 on held-out

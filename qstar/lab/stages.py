@@ -106,11 +106,21 @@ def stage_sft(ctx: Ctx) -> dict:
             "greedy_accuracy": summary["greedy_accuracy"], "train_seconds": summary["train_seconds"]}
 
 
+def learned_kinds(cfg) -> set[str]:
+    """The learned reward models ("prm", "orm") a demo config's sweep needs: its scorer's and any `name@scorer`'s."""
+    from qstar.lab.sweep import split_strategy
+
+    scorers = {cfg.scorer} | {split_strategy(s, cfg.scorer)[1] for s in cfg.strategies}
+    return {k for k in map(learned_kind, scorers) if k}
+
+
 def stage_prm(ctx: Ctx) -> dict:
     """Train the process reward model the sweep's scorer uses (skipped when the scorer is not learned)."""
     c, out = ctx.cfg, ctx.dir("prm")
-    if learned_kind(c.scorer) is None:
-        return {"skipped": f"scorer {c.scorer!r} needs no training"}
+    kinds = learned_kinds(c)
+    if not kinds:
+        return {"skipped": f"scorers {c.scorer!r} and the strategies' own need no training"}
+    kind = kinds.pop()
     from qstar.learn.reward import RewardConfig, train_orm, train_prm
 
     summary = _finished(out)
@@ -119,7 +129,7 @@ def stage_prm(ctx: Ctx) -> dict:
                           problems=c.prm_problems, samples=c.prm_samples, mc_samples=c.prm_mc_samples,
                           eval_problems=c.prm_eval_problems, eval_samples=max(2, c.prm_samples), seed=c.seed)
         with watch(ctx, "prm", out / "metrics.jsonl", c.prm_seconds):
-            summary = (train_prm if learned_kind(c.scorer) == "prm" else train_orm)(rc)
+            summary = (train_prm if kind == "prm" else train_orm)(rc)
     keep = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "checkpoint"}
     return {"checkpoint": str(out / "checkpoint"), **keep}
 
@@ -153,7 +163,7 @@ def stage_sweep(ctx: Ctx) -> dict:
     sc = SweepConfig(out=str(ctx.dir("sweep") / "metrics.jsonl"), checkpoints=[ctx.checkpoint("rl")],
                      strategies=list(c.strategies), budgets=list(c.budgets), seeds=list(c.seeds), task=c.task,
                      problems=c.sweep_problems, problem_seed=c.seed, scorer=c.scorer,
-                     scorer_checkpoint=ctx.checkpoint("prm") if learned_kind(c.scorer) else "", trees=c.trees,
+                     scorer_checkpoint=ctx.checkpoint("prm") if learned_kinds(c) else "", trees=c.trees,
                      max_tokens=c.sweep_max_tokens)
     res = run_sweep(sc, on_cell=lambda i, n: ctx.progress.update("sweep", fraction=i / n, note=f"cell {i}/{n}"))
     return {"metrics": sc.out, "cells": res["cells"]}

@@ -170,6 +170,34 @@ def label_chains(policy: Policy, problems: Sequence[Problem], *, samples: int, t
     return [{"problem": p.to_json(), "chain": c, **lab} for p, c, lab in zip(flat_p, flat_c, labels)]
 
 
+def planted_error_records(task, problems: Sequence[Problem], *, seed: int = 0) -> list[dict]:
+    """Exactly labelled chains without sampling: each problem's reference chain (every step right) and a copy with
+    one planted error (``task.corrupt``): steps before it are right, the wrong step and everything after are not.
+
+    Records look like ``label_chains``' (soft = hard = the exact labels). Monte-Carlo labels of a weak policy's own
+    chains are noisy where the policy is unsure; these are not, and they are free.
+    """
+    from qstar.tasks.format import render_chain
+
+    rng, out = random.Random(seed), []
+    for p in problems:
+        ref = task.steps(p)
+        try:
+            bad = task.corrupt(p, rng)
+        except NotImplementedError:
+            raise ValueError(f"task {task.name!r} cannot plant errors (no corrupt()); train without them") from None
+        first = next((j for j, (a, b) in enumerate(zip(ref, bad)) if a != b), min(len(ref), len(bad)))
+        wrong_answer = task.implied_answer(p, bad) or ""
+        for steps, answer, good in ((ref, p.answer, len(ref)), (bad, wrong_answer, first)):
+            chain = render_chain(steps, answer)
+            labels = [1.0] * good + [0.0] * (len(steps) - good)
+            outcome = float(bool(task.verify(p, answer)))
+            labels.append(outcome)  # the answer line
+            out.append({"problem": p.to_json(), "chain": chain, "steps": chain_steps(chain), "outcome": outcome,
+                        "soft": labels, "hard": labels})
+    return out
+
+
 def reward_items(records: Sequence[dict], *, kind: str,
                  label: str = "soft") -> list[tuple[str, list[str], list[float]]]:
     """(question, steps, one target per step) for training: ORM -> the outcome at every step; PRM -> MC labels."""
