@@ -77,7 +77,8 @@ class Args:
     variants: tuple[str, ...] = ("prm-shared", "orm-shared", "prm-small", "orm-small", "orm-shared-naive")
     """Reward models to train: kind-trunk[-ablation], ablations naive, lowT, last (train the final position only),
     unbal, hard (hard MC labels), planted (add --planted-problems reference chains and copies with one planted error,
-    exactly labelled). PRMs are also reported as name@prod / @last / @mean (default: min)."""
+    exactly labelled), frozen (train the head only). PRMs are also reported as name@prod / @last / @mean (default:
+    min)."""
     planted_problems: int = 2000
     """Train problems (a different seed from the labelled ones) for the planted-error chains of `planted` variants."""
     seed: int = 0
@@ -106,10 +107,10 @@ def cached_labels(path: Path, policy, task, problems, *, samples: int, temperatu
 def variant_items(name: str, labels: list[dict], lowt: list[dict], planted: list[dict]) -> tuple[list, dict]:
     """Training items and fit options for a variant name (kind-trunk[-ablation...])."""
     kind, _, *ablations = name.split("-")
-    unknown = set(ablations) - {"naive", "lowT", "last", "unbal", "hard", "planted"}
+    unknown = set(ablations) - {"naive", "lowT", "last", "unbal", "hard", "planted", "frozen"}
     if kind not in ("orm", "prm") or unknown:
         raise SystemExit(f"bad variant {name!r}: kind orm|prm, trunk shared|tiny|small|base, ablations naive, lowT, "
-                         "last, unbal, hard, planted")
+                         "last, unbal, hard, planted, frozen")
     recs = lowt if ("naive" in ablations or "lowT" in ablations) else labels
     if "planted" in ablations:
         recs = recs + planted
@@ -173,6 +174,8 @@ def main(args: Args) -> None:
             torch.manual_seed(args.seed)
             trunk = load_checkpoint(ckpt)[0] if trunk_name == "shared" else Transformer(ModelConfig.preset(trunk_name))
             rm = RewardModel(trunk, kind=kind)
+            if "frozen" in name.split("-")[2:]:  # a probe: only the head learns, the policy's features stay intact
+                rm.trunk.requires_grad_(False)
             stats = fit_reward(rm, tok, items, steps=args.steps or None, seconds=None if args.steps else args.seconds,
                                balance=opts["balance"], seed=args.seed)
             save_reward_model(out / "models" / name, rm, tok, meta={"stage": kind, "variant": name, "metrics": stats})
