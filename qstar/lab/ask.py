@@ -117,13 +117,9 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
 
 def _failing_steps(task, problem, steps: list[str]) -> int:
     """How many thinking steps the task's step checker rejects (unparseable text counts as rejected)."""
-    bad = 0
-    for j, step in enumerate(steps):
-        try:
-            bad += task.check_step(problem, steps[:j], step) is False
-        except Exception:
-            bad += 1
-    return bad
+    from qstar.scorers.programmatic import check_step_safely
+
+    return sum(check_step_safely(task, problem, steps[:j], step) is False for j, step in enumerate(steps))
 
 
 def _scorer(checkpoint: str, want: str, get_scorer) -> tuple[object, str]:

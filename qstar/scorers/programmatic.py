@@ -110,7 +110,7 @@ class OracleScorer:
             if step.startswith(ANSWER_PREFIX):
                 out.append(float(self._verify(problem, step)))
                 continue
-            verdict = _safe_check_step(task, problem, steps[:j], step)
+            verdict = check_step_safely(task, problem, steps[:j], step)
             if verdict is None:
                 verdict = j < len(ref) and step.strip() == ref[j].strip()
             ok = ok and bool(verdict)
@@ -135,7 +135,7 @@ class CheckerScorer:
         for p, s in zip(problems, steps):
             task, s = _task(p.task), list(s)
             out.append([self._outcome(p, "".join(x + "\n" for x in s[:j]) + step) if step.startswith(ANSWER_PREFIX)
-                        else _tri(_safe_check_step(task, p, s[:j], step)) for j, step in enumerate(s)])
+                        else _tri(check_step_safely(task, p, s[:j], step)) for j, step in enumerate(s)])
         return out
 
     def _outcome(self, problem: Problem, text: str) -> float:
@@ -155,7 +155,7 @@ class CheckerScorer:
         if verdict is False:
             return 0.0
         steps = split_chain(text)[0]
-        verdicts = [_safe_check_step(task, problem, steps[:j], s) for j, s in enumerate(steps)]
+        verdicts = [check_step_safely(task, problem, steps[:j], s) for j, s in enumerate(steps)]
         if verdict:
             # a right answer reached through steps that do not check out ranks just below one whose steps do: what
             # a reader of the chain (`qstar ask` prints it) wants, and still far above anything unverified
@@ -165,7 +165,8 @@ class CheckerScorer:
         return 1.0 if verdicts and all(verdicts) else UNKNOWN
 
 
-def _safe_check_step(task, problem: Problem, prev: list[str], step: str) -> bool | None:
+def check_step_safely(task, problem: Problem, prev: list[str], step: str) -> bool | None:
+    """``task.check_step``, with any exception on unparseable model text read as a wrong step."""
     if task is None:
         return None
     try:

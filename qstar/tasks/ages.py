@@ -169,6 +169,17 @@ def parse_ages(answer: str | None) -> tuple[list[Fraction], bool] | None:
     return vals, params[0] or re.search(r"\d\s*:\s*\d", text) is not None  # "4:3" is a ratio
 
 
+def family_problem(m: int, a: str, b: str, ending: str = FAMILY_ENDINGS[0]) -> Problem:
+    """The family puzzle "{a} is as old as {b} will be when {a} is m times as old as {b} was when ..." as a Problem."""
+    q = (f"{a} is as old as {b} will be when {a} is {_times(m)} as old as {b} was when "
+         f"{a}'s age was half the sum of their present ages. ")
+    q = q[0].upper() + q[1:] + ending.format(A=a, B=b)
+    _, (p, qq) = _family_chain(m)
+    data = {"family": m, "eqs": [[p, qq, 0]], "names": [a, b]}
+    # the family has few mathematical variants (m), so names are part of the key
+    return Problem("ages", q, _family_answer(p, qq), f"ages:family:{m}:{a}:{b}", data)
+
+
 class Ages(Task):
     """Age puzzles; difficulty 1 = simple sentences and "twice"/"three times" families, 2 (ood) = harder."""
 
@@ -185,13 +196,7 @@ class Ages(Task):
         if rng.random() < self.family_fraction:
             m = rng.choice((4, 5, 6) if hard else (2, 3))
             a, b = [f"the {r}" for r in rng.choice(ROYALS)] if rng.random() < 0.3 else rng.sample(NAMES, 2)
-            q = (f"{a} is as old as {b} will be when {a} is {_times(m)} as old as {b} was when "
-                 f"{a}'s age was half the sum of their present ages. ")
-            q = q[0].upper() + q[1:] + rng.choice(FAMILY_ENDINGS).format(A=a, B=b)
-            _, (p, qq) = _family_chain(m)
-            data = {"family": m, "eqs": [[p, qq, 0]], "names": [a, b]}
-            # the family has few mathematical variants (m), so names are part of the key
-            return Problem(self.name, q, _family_answer(p, qq), f"ages:family:{m}:{a}:{b}", data)
+            return family_problem(m, a, b, rng.choice(FAMILY_ENDINGS))
         while True:
             y = rng.randint(2, 40 if hard else 25)
             x = y * rng.randint(2, 4) if rng.random() < 0.5 else y + rng.randint(1, 40)

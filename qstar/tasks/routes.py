@@ -150,24 +150,18 @@ def ages(q: str) -> Problem | None:
 
 
 def _ages_family(q: str) -> Problem | None:
-    from qstar.tasks.ages import FAMILY_ENDINGS, TIMES, _family_answer, _family_chain
+    from qstar.tasks.ages import TIMES, family_problem
 
     m = _FAMILY.search(q.lower())
-    words = {v: k for k, v in TIMES.items()}
     if m is None:
         return None
     times = m.group(3)
-    k = words.get(times) or (int(times.split()[0]) if times.split()[0].isdigit() else None)
+    k = {v: n for n, v in TIMES.items()}.get(times) or (int(times.split()[0]) if times[0].isdigit() else None)
     if k is None or not 2 <= k <= 9:
         return None
     royal = re.search(r"\bthe " + m.group(1) + r"\b", q.lower()) is not None
     a, b = (f"the {m.group(1)}", f"the {m.group(2)}") if royal else (m.group(1).title(), m.group(2).title())
-    question = (f"{a} is as old as {b} will be when {a} is {TIMES.get(k, f'{k} times')} as old as {b} was when {a}'s "
-                f"age was half the sum of their present ages. ")
-    question = question[0].upper() + question[1:] + FAMILY_ENDINGS[0]
-    _, (p, qq) = _family_chain(k)
-    return Problem("ages", question, _family_answer(p, qq), f"ages:family:{k}:{a}:{b}",
-                   {"family": k, "eqs": [[p, qq, 0]], "names": [a, b]})
+    return family_problem(k, a, b)
 
 
 #: task name -> recogniser; order matters only when two could match (mult before countdown: "make" is rarer)
