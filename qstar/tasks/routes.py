@@ -127,8 +127,8 @@ def cipher(q: str) -> Problem | None:
                    f"cipher:{k}:{cipher_text}", {"cipher": cipher_text, "shift": k, "hint": None})
 
 
-_FAMILY = re.compile(r"(?:the )?(\w+) is as old as (?:the )?(\w+) will be when (?:the )?\1 is (twice|\w+ times|\d+ "
-                     r"times) as old as (?:the )?\2 was when (?:the )?\1'?s age was half the sum of their (?:present )?"
+_FAMILY = re.compile(r"(the )?(\w+) is as old as (?:the )?(\w+) will be when (?:the )?\2 is (twice|\w+ times|\d+ "
+                     r"times) as old as (?:the )?\3 was when (?:the )?\2'?s age was half the sum of their (?:present )?"
                      r"ages")
 
 
@@ -155,13 +155,11 @@ def _ages_family(q: str) -> Problem | None:
     m = _FAMILY.search(q.lower())
     if m is None:
         return None
-    times = m.group(3)
+    the, a, b, times = m.groups()
     k = {v: n for n, v in TIMES.items()}.get(times) or (int(times.split()[0]) if times[0].isdigit() else None)
     if k is None or not 2 <= k <= 9:
         return None
-    royal = re.search(r"\bthe " + m.group(1) + r"\b", q.lower()) is not None
-    a, b = (f"the {m.group(1)}", f"the {m.group(2)}") if royal else (m.group(1).title(), m.group(2).title())
-    return family_problem(k, a, b)
+    return family_problem(k, *((f"the {a}", f"the {b}") if the else (a.title(), b.title())))
 
 
 #: task name -> recogniser; order matters only when two could match (mult before countdown: "make" is rarer)
