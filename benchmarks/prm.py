@@ -263,6 +263,24 @@ def curves(args: Args, out: Path, rows: list[dict], scores: dict) -> None:
         diff = [x - y for x, y in zip(per[(m, N)], maj)]
         lo, hi = bootstrap_ci(diff, seed=args.seed)
         log({"what": "vs_majority", "method": m, "n": N, "diff": sum(diff) / len(diff), "ci95": [lo, hi]}, out)
+    ordering(args, out, per, scores)
+
+
+def ordering(args: Args, out: Path, per: dict, scores: dict) -> None:
+    """Says whether PRM >= ORM >= majority holds at N for each PRM/ORM pair of one trunk (prm-X vs orm-X), per
+    selection rule, with the paired CI of PRM - ORM: the issue's ordering, stated rather than left to the reader."""
+    N, maj = args.n, per[("majority", args.n)]
+    for v in scores:
+        if not v.startswith("prm-") or "@" in v or "orm-" + v[4:] not in scores:
+            continue
+        o = "orm-" + v[4:]
+        for rule in ("best", "weighted"):
+            p_acc, o_acc = per[(f"{v}:{rule}", N)], per[(f"{o}:{rule}", N)]
+            lo, hi = bootstrap_ci([x - y for x, y in zip(p_acc, o_acc)], seed=args.seed)
+            mp, mo, mm = (sum(x) / len(x) for x in (p_acc, o_acc, maj))
+            log({"what": "ordering", "rule": rule, "n": N, "prm": v, "orm": o, "prm_accuracy": mp,
+                 "orm_accuracy": mo, "majority_accuracy": mm, "prm_minus_orm": mp - mo, "prm_minus_orm_ci95": [lo, hi],
+                 "holds": mp >= mo >= mm}, out)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ def test_letters_decimals_cipher_golden():
     dc = Problem("decimals", "Which is larger, 9.11 or 9.8?", "9.8", "k", {"a": "9.11", "b": "9.8", "kind": "larger"})
     assert T.get_task("decimals").steps(dc) == ["9.11 9.80", "9=9", "1<8", "9.11<9.8"]
     assert T.verify(dc, "9.80") and not T.verify(dc, "9.11") and T.check(dc, "9.8")
+    dtask = T.get_task("decimals")
+    assert dtask.check_step(dc, [], "9.110 9.800") and dtask.check_step(dc, [], "9.11 9.80")
+    assert not dtask.check_step(dc, [], "9.11 9.08") and not dtask.check_step(dc, ["9.11 9.80", "9=9"], "1>8")
     yn = Problem("decimals", "Is 9.11 bigger than 9.8?", "no", "k", {"a": "9.11", "b": "9.8", "kind": "is_bigger"})
     assert T.verify(yn, "No.") and not T.verify(yn, "yes") and T.check(yn, "no")
     assert T.get_task("decimals").corrupt(yn, random.Random(0)) == ["9.11 9.80", "9=9", "1>8", "9.11>9.8"]

@@ -25,6 +25,7 @@ PHRASINGS = {
     "is_smaller": ("Is {a} smaller than {b}?", "Is {a} less than {b}?"),
 }
 YES, NO = {"yes", "y", "true", "correct"}, {"no", "n", "false", "incorrect"}
+_NUM = re.compile(r"\d+(?:\.\d+)?")
 _DEC = re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})")
 
 
@@ -39,6 +40,11 @@ def parse_decimal(text: str | None) -> Decimal | None:
         return Decimal(s)
     except InvalidOperation:
         return None
+
+
+def _values(line: str) -> str:
+    """``line`` with every number written by value ("09.80" -> "9.8"), so spellings of one number compare equal."""
+    return _NUM.sub(lambda m: format(Decimal(m[0]).normalize(), "f"), line)
 
 
 def _number(rng: random.Random, whole: int, places: int) -> str:
@@ -117,10 +123,11 @@ class DecimalCompare(Task):
         return self._match(gold_answer(d["a"], d["b"], d["kind"]), answer)
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
-        """Each line of the chain is determined by the numbers; a step is correct iff it is the true line."""
+        """Each line of the chain is determined by the numbers; a step is correct iff it is the true line up to
+        how its numbers are spelled ("9.110 9.800" restates 9.11 and 9.8 as well as the reference "9.11 9.80")."""
         ref = self.steps(problem)
         i = len(prev_steps)
-        return i < len(ref) and clean_line(step) == ref[i]
+        return i < len(ref) and _values(clean_line(step)) == _values(ref[i])
 
     def corrupt(self, problem: Problem, rng: random.Random) -> list[str]:
         """The deciding comparison goes the wrong way (the 9.11 > 9.8 mistake); the conclusion follows it."""
