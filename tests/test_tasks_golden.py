@@ -77,17 +77,25 @@ def test_ages_golden():
 
 def test_letters_decimals_cipher_golden():
     lt = Problem("letters", "How many r's are in strawberry?", "3", "k", {"word": "strawberry", "letter": "r"})
-    assert T.get_task("letters").steps(lt) == "s0 t0 r1 a1 w1 b1 e1 r2 r3 y3".split()
+    assert T.get_task("letters").steps(lt) == ["count r"] + "s0 t0 r1 a1 w1 b1 e1 r2 r3 y3".split()
+    ltask = T.get_task("letters")
+    assert ltask.check_step(lt, [], "count r") and not ltask.check_step(lt, [], "count s")
     assert T.verify(lt, "three") and T.verify(lt, " 3 ") and not T.verify(lt, "2") and T.check(lt, "3")
     dc = Problem("decimals", "Which is larger, 9.11 or 9.8?", "9.8", "k", {"a": "9.11", "b": "9.8", "kind": "larger"})
-    assert T.get_task("decimals").steps(dc) == ["9.11 9.80", "9=9", "1<8", "9.11<9.8"]
+    assert T.get_task("decimals").steps(dc) == ["9.11 9.80", "9=9", "1<8", "9.11<9.8", "larger 9.8"]
+    sm = Problem("decimals", "Which is less: 9.11 or 9.8?", "9.11", "k", {"a": "9.11", "b": "9.8", "kind": "smaller"})
+    assert T.get_task("decimals").steps(sm)[-1] == "smaller 9.11"
+    assert not T.get_task("decimals").check_step(sm, T.get_task("decimals").steps(sm)[:4], "smaller 9.8")
     assert T.verify(dc, "9.80") and not T.verify(dc, "9.11") and T.check(dc, "9.8")
     dtask = T.get_task("decimals")
     assert dtask.check_step(dc, [], "9.110 9.800") and dtask.check_step(dc, [], "9.11 9.80")
     assert not dtask.check_step(dc, [], "9.11 9.08") and not dtask.check_step(dc, ["9.11 9.80", "9=9"], "1>8")
     yn = Problem("decimals", "Is 9.11 bigger than 9.8?", "no", "k", {"a": "9.11", "b": "9.8", "kind": "is_bigger"})
     assert T.verify(yn, "No.") and not T.verify(yn, "yes") and T.check(yn, "no")
-    assert T.get_task("decimals").corrupt(yn, random.Random(0)) == ["9.11 9.80", "9=9", "1>8", "9.11>9.8"]
+    assert T.get_task("decimals").steps(yn)[-1] == "9.11>9.8? no"
+    bad = T.get_task("decimals").corrupt(yn, random.Random(0))
+    assert bad == ["9.11 9.80", "9=9", "1>8", "9.11>9.8", "9.11>9.8? yes"]
+    assert T.get_task("decimals").implied_answer(yn, bad) == "yes"
     cp = Problem("cipher", "q", "hello world", "k", {"cipher": "khoor zruog", "shift": 3, "hint": None})
     assert T.get_task("cipher").steps(cp) == ["shift 3", "khoor=hello", "zruog=world"]
     assert T.verify(cp, "Hello, World!") and T.check(cp, "hello world") and not T.check(cp, "hello word")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
+from qstar.learn.optim import MuonAdamW, make_optimizer
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads, matmul_peak_flops, train_flops
@@ -59,14 +60,18 @@ class SFTConfig:
     """Stop after this many updates (0: only the time budget applies)."""
     batch_size: int = 32
     """Sequences per update. Small batches won on 3x3 multiplication: more updates in the time budget (LOG.md)."""
+    optimizer: str = "muon"
+    """``muon`` (Muon on hidden matrices, AdamW on the rest) or ``adamw``; see qstar.learn.optim. Muon copied
+    strings from the prompt 94.5% right after 725 updates where AdamW got 12% after 2000, and doubled the demo
+    mixture's per-family accuracy at equal updates (LOG.md)."""
     lr: float = 3e-3
-    """Peak learning rate (AdamW)."""
+    """Peak learning rate (AdamW; Muon's is matched to AdamW's update size, so the same value serves both)."""
     warmup_steps: int = 30
     """Linear warm-up updates."""
     min_lr_ratio: float = 0.05
     """Cosine decay ends at lr * min_lr_ratio."""
     weight_decay: float = 0.0
-    """AdamW weight decay."""
+    """Decoupled weight decay."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     bf16: bool = False
@@ -136,7 +141,7 @@ def fit(
     grad_clip: float = 1.0,
     bf16: bool = False,
     seed: int = 0,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | MuonAdamW | str = "adamw",
     start_step: int = 0,
     start_seconds: float = 0.0,
     callback: Callable[[dict], bool] | None = None,
@@ -145,6 +150,7 @@ def fit(
     """Train ``model`` on (question, chain) examples until ``seconds`` of training or ``steps`` updates.
 
     examples: a list (sampled with replacement) or a callable ``rng -> (question, chain)``.
+    optimizer: a name from :data:`qstar.learn.optim.OPTIMIZERS` or a built optimizer (e.g. one restored for resume).
     callback(state) runs after every update with keys step, seconds, loss, lr, tokens, optimizer; returning True
     stops training. Returns {steps, seconds, tokens, loss, tokens_per_second}. Seconds exclude callback time.
     """
@@ -154,7 +160,9 @@ def fit(
         raise ValueError("fit got an empty example list: nothing to train on")
     rng = random.Random(seed * 1_000_003 + start_step)
     draw = examples if callable(examples) else (lambda r: r.choice(examples))
-    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
+    opt = optimizer
+    if isinstance(optimizer, str):
+        opt = make_optimizer(optimizer, model, lr=lr, weight_decay=weight_decay)
     model.train()
     step, trained, tokens, loss_ema = start_step, start_seconds, 0, float("nan")
     bar = _bar(seconds, steps, start_seconds, start_step) if progress else None
@@ -341,7 +349,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             snapshot(s["step"], s["seconds"], tokens, flops, s["optimizer"])
         return False
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     # 3) train

@@ -2,9 +2,14 @@
 
 Half the pairs are the tricky kind: same whole part, and the number with more decimals is smaller.
 The chain pads both to the same number of decimals, compares whole parts, then decimals digit by digit
-until they differ, and states the order with the original spellings:
+until they differ, states the order with the original spellings, and ends on what was asked (the larger one,
+the smaller one, or whether the question's "a > b" / "a < b" holds):
 
-    9.11 9.80 / 9=9 / 1<8 / 9.11<9.8 / Answer: 9.8
+    9.11 9.80 / 9=9 / 1<8 / 9.11<9.8 / larger 9.8 / Answer: 9.8
+    Is 9.11 bigger than 9.8?  ->  ... / 9.11<9.8 / 9.11>9.8? no / Answer: no
+
+The last step is there because a tiny model that had the order right still answered the wrong side when the
+question asked for the smaller number: the ask lives in the question's wording, far from the answer (LOG.md).
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ def gold_answer(a: str, b: str, kind: str) -> str:
             "is_bigger": "yes" if x > y else "no", "is_smaller": "yes" if x < y else "no"}[kind]
 
 
-def chain(a: str, b: str, *, flip: bool = False) -> list[str]:
-    """Pad, compare whole parts, compare decimals digit by digit, conclude. ``flip`` inverts the deciding step."""
+def chain(a: str, b: str, kind: str, *, flip: bool = False) -> list[str]:
+    """Pad, compare whole parts, compare decimals digit by digit, conclude, answer the ask.
+
+    ``flip`` inverts the deciding step; the conclusion and the last step follow it."""
     places = max(len(a.split(".")[1]), len(b.split(".")[1]))
     pa, pb = (s.split(".")[0] + "." + s.split(".")[1].ljust(places, "0") for s in (a, b))
     lines = [f"{pa} {pb}"]
@@ -73,8 +80,17 @@ def chain(a: str, b: str, *, flip: bool = False) -> list[str]:
         lines.append(f"{x}{rel}{y}")
         if rel != "=":
             lines.append(f"{a}{rel}{b}")
+            lines.append(asked(a, b, kind, a_is_larger=rel == ">"))
             break
     return lines
+
+
+def asked(a: str, b: str, kind: str, *, a_is_larger: bool) -> str:
+    """The chain's last step: the number or yes/no the question asks for, given the order the chain concluded."""
+    hi, lo = (a, b) if a_is_larger else (b, a)
+    return {"larger": f"larger {hi}", "smaller": f"smaller {lo}",
+            "is_bigger": f"{a}>{b}? {'yes' if a_is_larger else 'no'}",
+            "is_smaller": f"{a}<{b}? {'no' if a_is_larger else 'yes'}"}[kind]
 
 
 class DecimalCompare(Task):
@@ -103,7 +119,8 @@ class DecimalCompare(Task):
         return Problem(self.name, question, gold_answer(a, b, kind), key, {"a": a, "b": b, "kind": kind})
 
     def steps(self, problem: Problem) -> list[str]:
-        return chain(problem.data["a"], problem.data["b"])
+        d = problem.data
+        return chain(d["a"], d["b"], d["kind"])
 
     def _match(self, gold: str, answer: str | None) -> bool:
         if not isinstance(answer, str):
@@ -131,11 +148,13 @@ class DecimalCompare(Task):
 
     def corrupt(self, problem: Problem, rng: random.Random) -> list[str]:
         """The deciding comparison goes the wrong way (the 9.11 > 9.8 mistake); the conclusion follows it."""
-        return chain(problem.data["a"], problem.data["b"], flip=True)
+        d = problem.data
+        return chain(d["a"], d["b"], d["kind"], flip=True)
 
     def implied_answer(self, problem: Problem, steps: list[str]) -> str | None:
-        """The answer the final "a<b" / "a>b" line implies for this question kind."""
-        m = re.fullmatch(r"(\S+)([<>])(\S+)", clean_line(steps[-1])) if steps else None
+        """The answer the last "a<b" / "a>b" conclusion implies for this question kind."""
+        lines = (clean_line(s) for s in reversed(steps))
+        m = next((m for m in map(re.compile(r"(\S+)([<>])(\S+)").fullmatch, lines) if m), None)
         if m is None:
             return None
         lo, hi = (m[1], m[3]) if m[2] == "<" else (m[3], m[1])

@@ -1,8 +1,11 @@
 """Letter counting: "How many r's are in strawberry?".
 
-The chain walks the word one letter per line with the running count of the asked letter:
+The chain names the asked letter, then walks the word one letter per line with its running count:
 
-    s0 / t0 / r1 / a1 / w1 / b1 / e1 / r2 / r3 / y3 / Answer: 3
+    count r / s0 / t0 / r1 / a1 / w1 / b1 / e1 / r2 / r3 / y3 / Answer: 3
+
+The first step is there because a tiny model copied the word right and still never raised the count: the letter
+to compare with sat somewhere in the question's wording, not at a fixed place in the chain (LOG.md).
 
 Train/test words come from the built-in COMMON list (3-10 letters); ood uses longer, rarer words
 (11+ letters) and random letter strings of 12-20 letters.
@@ -30,6 +33,7 @@ NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
 _STEP = re.compile(r"^([a-z])(\d{1,6})$")
+HEAD = "count {c}"
 
 
 def parse_count(text: str | None) -> int | None:
@@ -43,8 +47,8 @@ def parse_count(text: str | None) -> int | None:
 
 
 def walk(word: str, letter: str) -> list[str]:
-    """One line per letter: the letter and the running count of ``letter`` so far."""
-    out, n = [], 0
+    """The asked letter, then one line per letter of ``word``: the letter and the running count of ``letter``."""
+    out, n = [HEAD.format(c=letter)], 0
     for ch in word:
         n += ch == letter
         out.append(f"{ch}{n}")
@@ -99,10 +103,10 @@ class LetterCount(Task):
         return got is not None and got == problem.data["word"].count(problem.data["letter"])
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
-        """The i-th line must name the i-th letter with the true running count."""
+        """The first line must name the asked letter; the next ones each letter with the true running count."""
         ref = self.steps(problem)
         i = len(prev_steps)
-        return i < len(ref) and clean_line(step).replace(" ", "") == ref[i]
+        return i < len(ref) and clean_line(step).replace(" ", "") == ref[i].replace(" ", "")
 
     def corrupt(self, problem: Problem, rng: random.Random) -> list[str]:
         """Miss one occurrence or count one look-alike letter; later counts carry the error."""
@@ -111,8 +115,8 @@ class LetterCount(Task):
         i = rng.choice(hits) if hits and rng.random() < 0.6 else rng.choice([i for i in range(len(word))
                                                                            if i not in hits] or [0])
         delta = -1 if i in hits else 1
-        ref = walk(word, letter)
-        return ref[:i] + [f"{word[j]}{int(ref[j][1:]) + delta}" for j in range(i, len(word))]
+        ref = walk(word, letter)[1:]
+        return [HEAD.format(c=letter)] + ref[:i] + [f"{word[j]}{int(ref[j][1:]) + delta}" for j in range(i, len(word))]
 
     def implied_answer(self, problem: Problem, steps: list[str]) -> str | None:
         m = _STEP.match(clean_line(steps[-1]).replace(" ", "")) if steps else None
