@@ -1,11 +1,12 @@
 """Optimizers for training qstar models, by name.
 
-``muon`` (the SFT default) runs torch's Muon on the hidden 2-D weight matrices (attention and MLP projections) and
+``muon`` (the SFT default) runs Muon on the hidden 2-D weight matrices (attention and MLP projections) and
 AdamW on everything else (embeddings, the output head, norm gains), as Muon's authors recommend. Muon orthogonalises
 each matrix's momentum, so every direction of a weight moves at the same rate. On this machine that is what let a tiny
 model learn to copy from its prompt, the skill every task chain starts with: random strings were copied exactly 94.5%
 of the time after 725 updates, against 12% after 2000 updates with AdamW at the same learning rate (LOG.md). Muon's
 learning rate is matched to AdamW's update size (``adjust_lr_fn="match_rms_adamw"``), so one ``lr`` serves both parts.
+The Muon part is :class:`BatchedMuon`, torch's ``torch.optim.Muon`` with its matrices orthogonalised in batches.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class BatchedMuon(torch.optim.Muon):
     """
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102
+    def step(self, closure=None):
         for group in self.param_groups:
             a, b, c = group["ns_coefficients"]
             mom, by_shape = group["momentum"], defaultdict(list)
@@ -71,8 +72,7 @@ class MuonAdamW:
             is_matrix = p.ndim == 2 and "embed" not in name and "lm_head" not in name
             (hidden if is_matrix else rest).append(p)
         self.adamw = torch.optim.AdamW(rest, lr=lr, betas=betas, weight_decay=weight_decay)
-        self.muon = BatchedMuon(hidden, lr=lr, momentum=0.95, weight_decay=weight_decay,
-                                     adjust_lr_fn="match_rms_adamw")
+        self.muon = BatchedMuon(hidden, lr=lr, momentum=0.95, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
         self.param_groups = self.adamw.param_groups + self.muon.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
