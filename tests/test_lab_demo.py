@@ -93,11 +93,13 @@ def config(tmp_path, **kw) -> DemoConfig:
 
 def test_quick_overrides_only_defaults_and_validation():
     cfg = resolve(DemoConfig(quick=True, sft_seconds=20.0))
-    assert cfg.sft_seconds == 20.0 and cfg.preset == "tiny" and cfg.budgets == [1, 2, 4]
+    assert cfg.sft_seconds == 20.0 and cfg.preset == "tiny" and cfg.budgets == [1, 2, 4] and cfg.sft_steps == 40
     with pytest.raises(ValueError, match="unknown strategies \\['nope'\\]"):
         resolve(DemoConfig(strategies=["nope"]))
     with pytest.raises(ValueError, match="sft_seconds must be > 0"):
         resolve(DemoConfig(sft_seconds=0))
+    with pytest.raises(ValueError, match="sft_steps must be > 0"):
+        resolve(DemoConfig(sft_steps=0))
 
 
 def test_the_reward_model_to_train_comes_from_every_scorer_the_sweep_uses():

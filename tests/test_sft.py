@@ -29,6 +29,13 @@ def test_sft_summary_and_evaluation_points(tmp_path):
         train_sft(SFTConfig(out=str(out), max_steps=5, **TOY))
 
 
+def test_sft_evaluates_at_update_counts(tmp_path):
+    out = tmp_path / "run"
+    train_sft(SFTConfig(out=str(out), max_steps=6, eval_at_steps=[2, 4, 40], **TOY))
+    evals = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "eval/greedy_accuracy" in r]
+    assert evals == [2, 4, 6]  # the two points inside the budget, then the final evaluation
+
+
 def test_sft_resumes_after_kill(tmp_path, monkeypatch, capsys, dies_on_call):
     cfg = SFTConfig(out=str(tmp_path / "run"), max_steps=4, save_every=0.0, **TOY)
     real = sft.collate

@@ -172,6 +172,9 @@ def test_unknown_task_and_bad_options_are_clear_errors():
         T.get_task("mult", bogus=1)
     with pytest.raises(ValueError, match="digits"):
         T.get_task("mult", digits=(0, 3))
+    for bad in ((), (0,), (26,)):
+        with pytest.raises(ValueError, match="cipher shifts"):
+            T.get_task("cipher", shifts=bad)
     with pytest.raises(ValueError, match="unknown task"):
         T.get_task("mixture", weights={"mult": 1, "chess": 1})
     with pytest.raises(ValueError, match="not all zero"):
@@ -196,9 +199,11 @@ def test_mixture_options_size_components_and_grade_through_shared_tasks():
     mult = [p for p in easy if p.task == "mult"]
     assert mult and all(len(str(p.data["a"])) == 2 == len(str(p.data["b"])) for p in mult)
     assert all(len(p.data["nums"]) == 3 for p in easy if p.task == "countdown")
+    assert {p.data["shift"] for p in easy if p.task == "cipher"} == {3}  # the classic Caesar shift only
     assert all(T.verify(p, T.get_task("mixture").reference(p)) for p in easy)
     full = T.get_task("mixture", options={}).generate(200, seed=0)
     assert all(len(str(p.data["a"])) == 3 for p in full if p.task == "mult")
+    assert len({p.data["shift"] for p in T.get_task("cipher").generate(200, seed=0)}) > 15  # alone: every shift
     custom = T.get_task("mixture", weights={"mult": 1}, options={"mult": {"digits": (1, 1)}}).generate(20, seed=0)
     assert all(p.data["a"] < 10 and p.data["b"] < 10 for p in custom)
     with pytest.raises(ValueError, match="unknown task"):

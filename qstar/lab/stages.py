@@ -93,11 +93,11 @@ def stage_sft(ctx: Ctx) -> dict:
     c, out = ctx.cfg, ctx.dir("sft")
     summary = _finished(out)
     if summary is None:
-        # chart 1 has a log-FLOPs axis: evaluations at 1/2^k of the budget spread its points from scratch to the end
-        # (the trainer's own final evaluation is the last point)
-        points = [c.sft_seconds / 2**k for k in range(c.sft_evals - 1, 0, -1)]
-        sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds,
-                        batch_size=c.sft_batch_size, eval_every=2 * c.sft_seconds, eval_at=points,
+        # chart 1 has a log-FLOPs axis: evaluations at 1/2^k of the step budget spread its points from scratch to the
+        # end (the trainer's own final evaluation is the last point)
+        points = sorted({max(1, c.sft_steps // 2**k) for k in range(c.sft_evals - 1, 0, -1)})
+        sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds, max_steps=c.sft_steps,
+                        batch_size=c.sft_batch_size, eval_every=2 * c.sft_seconds, eval_at_steps=points,
                         eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed)
         with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds):
             summary = train_sft(sft)

@@ -82,6 +82,9 @@ class SFTConfig:
     eval_at: list[float] = field(default_factory=list)
     """Extra greedy evaluations at these seconds of training (e.g. log-spaced points for a chart with a log-FLOPs
     axis, where evenly spaced ones would all sit at its right end)."""
+    eval_at_steps: list[int] = field(default_factory=list)
+    """Extra greedy evaluations after these numbers of updates (the same, counted in updates: where a step budget
+    ends training, points in seconds would land in different places on fast and slow machines)."""
     eval_problems: int = 500
     """Held-out test-split problems for greedy evaluation."""
     save_every: float = 60.0
@@ -318,6 +321,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     metrics_path = out / "metrics.jsonl"
     marks = {"eval": state["seconds"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
     pending = sorted(t for t in cfg.eval_at if t > state["seconds"])  # a resumed run skips the points it passed
+    pending_steps = sorted(n for n in cfg.eval_at_steps if n > state["step"])
 
     def evaluate(step: int, seconds: float, flops: float) -> float:
         acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
@@ -338,9 +342,11 @@ def train_sft(cfg: SFTConfig) -> dict:
         if s["step"] % 25 == 0:
             append_jsonl(metrics_path, {"stage": "sft", "step": s["step"], "seconds": s["seconds"], "flops": flops,
                                         "train/loss": s["loss"], "train/lr": s["lr"]})
-        due = bool(pending) and s["seconds"] >= pending[0]
+        due = (bool(pending) and s["seconds"] >= pending[0]) or (bool(pending_steps) and s["step"] >= pending_steps[0])
         while pending and s["seconds"] >= pending[0]:
             pending.pop(0)
+        while pending_steps and s["step"] >= pending_steps[0]:
+            pending_steps.pop(0)
         if due or s["seconds"] - marks["eval"] >= cfg.eval_every:
             marks["eval"] = s["seconds"]
             evaluate(s["step"], s["seconds"], flops)

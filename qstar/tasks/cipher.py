@@ -54,13 +54,24 @@ def _shift_of(data: dict) -> int:
 
 
 class Caesar(Task):
-    """Decode a Caesar cipher; difficulty 1 = shift given, 1-2 words; 2 (ood) = shift from a hint, 2-3 words."""
+    """Decode a Caesar cipher; difficulty 1 = shift given, 1-2 words; 2 (ood) = shift from a hint, 2-3 words.
+
+    ``shifts``: the shifts problems use (default every shift 1-25). Decoding with any of 25 shifts is 650
+    letter facts; one fixed shift (the classic Caesar 3) is a 26-letter substitution a tiny model learns in
+    minutes, which is what the demo's mixture uses (LOG.md, 2026-12-01).
+    """
 
     name = "cipher"
     checkable = True
 
+    def __init__(self, *, shifts: tuple[int, ...] | list[int] = tuple(range(1, 26))):
+        shifts = tuple(int(k) for k in shifts)
+        if not shifts or any(not 1 <= k <= 25 for k in shifts):
+            raise ValueError(f"cipher shifts must be a non-empty list of integers in 1..25, got {shifts}")
+        self.shifts = shifts
+
     def sample(self, rng: random.Random, difficulty: int) -> Problem:
-        shift = rng.randint(1, 25)
+        shift = rng.choice(self.shifts)
         hinted = difficulty >= 2
         words = [rng.choice(SHORT) for _ in range(rng.randint(2, 3) if hinted else rng.randint(1, 2))]
         plain = " ".join(words)
