@@ -178,7 +178,11 @@ def stage_report(ctx: Ctx) -> dict:
     records += read_metrics(ctx.outputs["sweep"]["metrics"], allow_empty=True)
     write_records(ctx.run / "metrics.jsonl", records)
     o = ctx.outputs
-    info = {"task": ctx.cfg.task, "preset": ctx.cfg.preset, "held-out problems": o["data"].get("families"),
+    from qstar.tasks import get_task
+
+    sizes = getattr(get_task(ctx.cfg.task), "options", {})  # a mixture's component sizes (e.g. 2x2 digits)
+    info = {"task": ctx.cfg.task, **({"task sizes": sizes} if sizes else {}), "preset": ctx.cfg.preset,
+            "held-out problems": o["data"].get("families"),
             "SFT": {k: o["sft"].get(k) for k in ("params", "train_seconds", "greedy_accuracy")},
             "RL": {k: o["rl"].get(k) for k in ("updates", "train_seconds", "greedy_accuracy_before",
                                                  "greedy_accuracy_after", "skipped") if k in o["rl"]},
