@@ -1,12 +1,18 @@
 """Built-in English word lists for the letters and cipher tasks (lowercase ASCII, no network, no files).
 
 COMMON: a few hundred everyday words of 3-10 letters (train/test). LONG: longer or rarer words of
-11+ letters (out-of-distribution). SHORT: the 3-6 letter subset of COMMON (cipher plaintexts).
+11+ letters (out-of-distribution). SHORT: the 3-6 letter subset of COMMON (cipher plaintexts). Three-letter words are
+there because people test a cipher with "the cat": a model trained without them decoded "wkh" as "thee".
 """
 
 from __future__ import annotations
 
 _COMMON = """
+the and but for not you she his her our out day man boy cat dog sun car red big hat box cup pen map run sit
+top hot new old one two six ten yes egg eye ear arm leg bed bus fox pig cow owl bee ant bat jam tea pie nut ice sea
+sky air fun art ink key oil gas job joy law lip mud net pan pot rat rug saw toy van web win zoo add ask cry cut dig
+eat fly get hit let mix pay put say see try use wet dry low far few raw shy sad mad fit fix fog gum hen hug kid lid
+log mat mop nap pin rib rod row tag tap tin tip tub wig
 about above accept across action actor address admit adult advice afraid after again against agent agree
 ahead allow almost alone along already always amount angry animal answer apple april area argue army around
 arrive artist autumn avoid award baby back bacon badge baker balance ball banana band bank barrel basket battle
