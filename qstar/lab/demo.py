@@ -48,11 +48,12 @@ class DemoConfig:
     eval_problems: int = 200
     """Held-out problems for every pass@1 evaluation (chart 1)."""
     sft_steps: int = 2000
-    """SFT updates; training stops here or at sft_seconds, whichever comes first. The mixture's held-out pass@1
-    jumped from 24% at 1200 updates to 55% at 2000 (LOG.md, 2026-12-01), so a fixed count makes runs comparable
-    across machines; an idle 2-core machine makes 2000 updates in about 200-240 s."""
-    sft_seconds: float = 300.0
-    """SFT time cap (seconds, evaluations excluded): a slow or shared machine stops here with fewer updates."""
+    """SFT updates. The mixture's held-out pass@1 jumps between 1200 and 2000 updates (24% -> 56%, LOG.md,
+    2026-12-01), so the budget is counted in updates: every machine trains the same model. An idle 2-core machine
+    makes them in about 200-290 s."""
+    sft_seconds: float = 420.0
+    """SFT time cap (seconds, evaluations excluded), a safety net for a slow or shared machine, which then stops
+    with fewer updates. A 300 s cap stopped a contended host at 1312 updates and 17.5% (LOG.md)."""
     sft_evals: int = 6
     """Held-out evaluations during SFT (points on chart 1), log-spaced: at 1/2^k of sft_steps, the last at the end."""
     sft_batch_size: int = 32

@@ -41,8 +41,9 @@ class Ctx:
 
 
 @contextmanager
-def watch(ctx: Ctx, name: str, metrics: Path, budget: float):
-    """While a trainer runs, read the 'seconds' of its latest metrics line once a second -> stage fraction done."""
+def watch(ctx: Ctx, name: str, metrics: Path, budget: float, steps: int = 0):
+    """While a trainer runs, read its latest metrics line once a second -> stage fraction done: seconds of the
+    time budget or, with ``steps``, updates of the step budget, whichever is further along."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -51,8 +52,10 @@ def watch(ctx: Ctx, name: str, metrics: Path, budget: float):
                 with open(metrics, "rb") as f:
                     f.seek(max(0, f.seek(0, 2) - 4096))
                     last = f.read().decode(errors="replace").strip().splitlines()[-1]
-                secs = float(json.loads(last).get("seconds", 0.0))
-                ctx.progress.update(name, fraction=secs / budget if budget > 0 else None)
+                row = json.loads(last)
+                done = [float(row.get("seconds", 0.0)) / budget] if budget > 0 else []
+                done += [float(row.get("step", 0)) / steps] if steps > 0 else []
+                ctx.progress.update(name, fraction=min(1.0, max(done)) if done else None)
             except (OSError, ValueError, IndexError, AttributeError):
                 pass  # no line yet or a line being written
 
@@ -99,7 +102,7 @@ def stage_sft(ctx: Ctx) -> dict:
         sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds, max_steps=c.sft_steps,
                         batch_size=c.sft_batch_size, eval_every=2 * c.sft_seconds, eval_at_steps=points,
                         eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed)
-        with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds):
+        with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds, steps=c.sft_steps):
             summary = train_sft(sft)
     return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
             "params": summary["params"], "train_flops": summary["train_flops"],
@@ -258,7 +261,9 @@ def expected_seconds(cfg) -> dict[str, float]:
     from qstar.lab.sweep import budget_cap
 
     budget_sum = sum(b for s in cfg.strategies for b in cfg.budgets if budget_cap(s) is None or b <= budget_cap(s))
-    return {"data": 1.0, "sft": cfg.sft_seconds * 1.08 + 3, "prm": cfg.prm_seconds * 1.6 + 2 if learned_kind(
-        cfg.scorer) else 0.0, "rl": cfg.rl_seconds * 1.17 + 3 if cfg.rl_seconds > 0 else 0.0,
-        "sweep": budget_sum * len(cfg.seeds) * cfg.sweep_problems * 0.015 + 2, "report": 3.0}
+    # SFT: the step budget at ~7 updates/s (tiny, idle 2-core machine) unless the time cap comes first
+    sft = min(cfg.sft_seconds, cfg.sft_steps / 7.0) * 1.1 + 3
+    return {"data": 1.0, "sft": sft, "prm": cfg.prm_seconds * 1.6 + 2 if learned_kind(cfg.scorer) else 0.0,
+            "rl": cfg.rl_seconds * 1.17 + 3 if cfg.rl_seconds > 0 else 0.0,
+            "sweep": budget_sum * len(cfg.seeds) * cfg.sweep_problems * 0.007 + 2, "report": 3.0}
 
