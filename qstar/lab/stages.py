@@ -147,7 +147,7 @@ def stage_rl(ctx: Ctx) -> dict:
     summary = _finished(out)
     if summary is None:
         g = GRPOConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), seconds=c.rl_seconds,
-                       problems_per_batch=c.rl_problems_per_batch, group_size=c.rl_group_size,
+                       problems_per_batch=c.rl_problems_per_batch, group_size=c.rl_group_size, lr=c.rl_lr,
                        eval_every=c.rl_seconds / max(1, c.rl_evals), eval_problems=c.eval_problems,
                        save_every=max(10.0, c.rl_seconds / 4), seed=c.seed)
         with watch(ctx, "rl", out / "metrics.jsonl", c.rl_seconds):
