@@ -342,11 +342,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         if s["step"] % 25 == 0:
             append_jsonl(metrics_path, {"stage": "sft", "step": s["step"], "seconds": s["seconds"], "flops": flops,
                                         "train/loss": s["loss"], "train/lr": s["lr"]})
-        due = (bool(pending) and s["seconds"] >= pending[0]) or (bool(pending_steps) and s["step"] >= pending_steps[0])
-        while pending and s["seconds"] >= pending[0]:
-            pending.pop(0)
-        while pending_steps and s["step"] >= pending_steps[0]:
-            pending_steps.pop(0)
+        due = _reached(pending, s["seconds"]) | _reached(pending_steps, s["step"])  # | : both lists advance
         if due or s["seconds"] - marks["eval"] >= cfg.eval_every:
             marks["eval"] = s["seconds"]
             evaluate(s["step"], s["seconds"], flops)
@@ -384,6 +380,15 @@ def train_sft(cfg: SFTConfig) -> dict:
         shutil.rmtree(resume_dir, ignore_errors=True)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return summary
+
+
+def _reached(points: list, value: float) -> bool:
+    """Drop the points of sorted ``points`` that ``value`` has reached; True if there were any."""
+    hit = False
+    while points and value >= points[0]:
+        points.pop(0)
+        hit = True
+    return hit
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
