@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qstar.model.model import PRESETS, KVCache, ModelConfig, Transformer
-from qstar.model.perf import configure_threads, forward_flops, matmul_peak_flops, train_flops
+from qstar.model.perf import (
+    attention_flops,
+    causal_pairs,
+    configure_threads,
+    forward_flops,
+    matmul_peak_flops,
+    train_flops,
+)
 from qstar.model.tokenizer import CharTokenizer
 
 KNOWN = "".join(map(chr, range(32, 127))) + "\n"  # printable ASCII + newline: the whole character vocabulary
@@ -154,5 +161,8 @@ def test_backward_and_bf16_autocast():
 
 def test_perf_helpers():
     assert forward_flops(1000, 10) == 20_000 and train_flops(1000, 10) == 60_000
+    assert causal_pairs(2, 3) == 12  # each row: 1 + 2 + 3 query-key pairs
+    assert attention_flops(4, 128, 12) == 4 * 4 * 128 * 12
+    assert train_flops(1000, 10, attention=500.0) == 60_000 + 1500
     assert matmul_peak_flops(n=64, seconds=0.02) > 1e6
     assert configure_threads(1) == 1 == torch.get_num_threads()

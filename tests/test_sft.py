@@ -17,7 +17,8 @@ TOY = dict(task="decimals", preset="tiny", seconds=0.0, eval_problems=4, eval_ev
 def test_sft_summary_and_evaluation_points(tmp_path):
     out = tmp_path / "run"
     summary = train_sft(SFTConfig(out=str(out), max_steps=5, eval_at=[1e-9], **TOY))
-    for key in ("greedy_accuracy", "train_seconds", "tokens_per_second", "mfu", "params", "steps", "train_flops"):
+    for key in ("greedy_accuracy", "train_seconds", "tokens_per_second", "mfu", "params", "steps", "train_flops",
+                "peak_dtype", "mfu_vs_fp32_peak"):
         assert key in summary
     assert summary["steps"] == 5 and summary["params"] == 209472 and 0 < summary["mfu"] < 1
     evals = [r for r in read_jsonl(out / "metrics.jsonl") if "eval/greedy_accuracy" in r]

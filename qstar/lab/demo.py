@@ -58,6 +58,10 @@ class DemoConfig:
     """Held-out evaluations during SFT (points on chart 1), log-spaced: at 1/2^k of sft_steps, the last at the end."""
     sft_batch_size: int = 32
     """SFT sequences per update."""
+    sft_bf16: bool = False
+    """bf16 autocast in SFT (`qstar train sft` defaults to it for `small`). Off here: at `tiny`'s width (64) it was
+    no faster (28.5k tok/s against fp32's 31.1k in back-to-back demo runs), and the demo's figures were measured in
+    fp32. With it the demo gave SFT 49%, spans 53.0 and 43.8 (LOG.md, 2026-12-02)."""
     prm_seconds: float = 25.0
     """Process reward model training time (seconds; labelling chains comes on top)."""
     prm_problems: int = 64

@@ -101,7 +101,8 @@ def stage_sft(ctx: Ctx) -> dict:
         points = sorted({max(1, c.sft_steps // 2**k) for k in range(c.sft_evals - 1, 0, -1)})
         sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds, max_steps=c.sft_steps,
                         batch_size=c.sft_batch_size, eval_every=2 * c.sft_seconds, eval_at_steps=points,
-                        eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed)
+                        eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed,
+                        bf16=c.sft_bf16)
         with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds, steps=c.sft_steps):
             summary = train_sft(sft)
     return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
@@ -219,9 +220,10 @@ def latest_timeline(rows: list[dict]) -> list[dict]:
 def train_records(outputs: dict[str, dict]) -> list[dict]:
     """Lab ``train`` records from the SFT and RL trainers' eval points, with cumulative training FLOPs.
 
-    SFT logs FLOPs (6 * params * tokens). GRPO logs none, so RL FLOPs per update are estimated from its logged mean
-    response length: tokens = problems_per_batch * group_size * (prompt + response), FLOPs = 2N (sampling) + 6N
-    (update) per token; the prompt length is the held-out problems' mean. RL starts at SFT's final FLOPs.
+    SFT logs FLOPs (6 * params * tokens plus causal attention, qstar.model.perf). GRPO logs none, so RL FLOPs per
+    update are estimated from its logged mean response length: tokens = problems_per_batch * group_size * (prompt +
+    response), FLOPs = 2N (sampling) + 6N (update) per token, attention left out (a few percent at RL's chain
+    lengths); the prompt length is the held-out problems' mean. RL starts at SFT's final FLOPs.
     """
     sft, rl = outputs["sft"], outputs.get("rl", {})
     rows = latest_timeline([r for r in read_jsonl(sft["metrics"]) if "step" in r])

@@ -4,7 +4,8 @@
 problems and their reference chains, evaluates greedy accuracy on held-out problems, and writes
 
     DIR/checkpoint/    Hugging Face model directory (stage "sft")
-    DIR/summary.json   greedy_accuracy, train_seconds, tokens_per_second, mfu, params, ...
+    DIR/summary.json   greedy_accuracy, train_seconds, tokens_per_second, mfu (against the measured matmul peak of
+                       the dtype the matmuls ran in), params, ...
     DIR/metrics.jsonl  train/* and eval/* points (eval points carry cumulative training FLOPs)
     DIR/resume/        latest state while training (weights + optimizer + step); a killed run continues from it
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +31,14 @@ import qstar  # noqa: F401  (thread env before torch)
 from qstar.learn.optim import MuonAdamW, make_optimizer
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
-from qstar.model.perf import configure_threads, matmul_peak_flops, train_flops
+from qstar.model.perf import (
+    attention_flops,
+    causal_pairs,
+    configure_threads,
+    matmul_peak_flops,
+    native_bf16,
+    train_flops,
+)
 from qstar.model.policy import ModelPolicy
 from qstar.model.tokenizer import CharTokenizer
 from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
@@ -74,9 +83,10 @@ class SFTConfig:
     """Decoupled weight decay."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
-    bf16: bool = False
-    """bf16 autocast for the forward pass. Off by default: at these sizes on a 2-core CPU it was 15-30% slower than
-    fp32 even with AMX (LOG.md); turn it on for larger models or GPUs."""
+    bf16: bool = True
+    """bf16 autocast for the matmuls (attention and the loss stay fp32), on CPUs that multiply bf16 in hardware
+    (AVX512-BF16/AMX; elsewhere it falls back to fp32 with a note). On this 2-core CPU it made 1.6x more updates
+    in 300 s than fp32 and 3x3 multiplication reached 93% at 120 s instead of 3% (LOG.md, 2026-12-02)."""
     eval_every: float = 60.0
     """Seconds of training between greedy evaluations."""
     eval_at: list[float] = field(default_factory=list)
@@ -154,8 +164,9 @@ def fit(
 
     examples: a list (sampled with replacement) or a callable ``rng -> (question, chain)``.
     optimizer: a name from :data:`qstar.learn.optim.OPTIMIZERS` or a built optimizer (e.g. one restored for resume).
-    callback(state) runs after every update with keys step, seconds, loss, lr, tokens, optimizer; returning True
-    stops training. Returns {steps, seconds, tokens, loss, tokens_per_second}. Seconds exclude callback time.
+    callback(state) runs after every update with keys step, seconds, loss, lr, tokens, pairs, optimizer; returning
+    True stops training. Returns {steps, seconds, tokens, pairs, loss, tokens_per_second}; tokens count padding (it is
+    computed), pairs are the causal query-key pairs attended (for attention FLOPs). Seconds exclude callback time.
     """
     if seconds is None and steps is None:
         raise ValueError("fit needs a time budget (seconds) or a number of steps")
@@ -167,7 +178,7 @@ def fit(
     if isinstance(optimizer, str):
         opt = make_optimizer(optimizer, model, lr=lr, weight_decay=weight_decay)
     model.train()
-    step, trained, tokens, loss_ema = start_step, start_seconds, 0, float("nan")
+    step, trained, tokens, pairs, loss_ema = start_step, start_seconds, 0, 0, float("nan")
     bar = _bar(seconds, steps, start_seconds, start_step) if progress else None
     queue: list[list[tuple[list[int], int]]] = []
     while (steps is None or step < steps) and (seconds is None or trained < seconds):
@@ -197,19 +208,20 @@ def fit(
         opt.step()
         step += 1
         tokens += int(inputs.numel())
+        pairs += causal_pairs(*inputs.shape)
         trained += time.perf_counter() - t0
         loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
         if bar is not None:
             bar.update(step, trained, loss_ema)
         state = {"step": step, "seconds": trained, "loss": loss_ema, "lr": opt.param_groups[0]["lr"],
-                 "tokens": tokens, "optimizer": opt}
+                 "tokens": tokens, "pairs": pairs, "optimizer": opt}
         if callback is not None and callback(state):
             break
         model.train()
     if bar is not None:
         bar.close()
     run_secs = trained - start_seconds
-    return {"steps": step, "seconds": trained, "tokens": tokens, "loss": loss_ema,
+    return {"steps": step, "seconds": trained, "tokens": tokens, "pairs": pairs, "loss": loss_ema,
             "tokens_per_second": tokens / run_secs if run_secs > 0 else 0.0, "optimizer": opt}
 
 
@@ -302,7 +314,17 @@ def train_sft(cfg: SFTConfig) -> dict:
     else:
         model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
     params = model.num_params()
-    peak = matmul_peak_flops()
+    # The peak of the dtype the matmuls run in (bf16's is ~4x fp32's on AVX512-BF16 CPUs), sampled again at every
+    # evaluation (outside the timed training) because a shared machine's speed drifts during a run; MFU uses the median.
+    bf16 = cfg.bf16 and native_bf16()
+    if cfg.bf16 and not bf16:
+        print("note: this CPU has no native bf16 matmul; training in fp32 (--no-bf16 silences this)", file=sys.stderr)
+    peak_dtype = torch.bfloat16 if bf16 else torch.float32
+    peaks = [matmul_peak_flops(dtype=peak_dtype)]
+    fp32_peak = matmul_peak_flops() if bf16 else peaks[0]  # for MFU in the fp32 convention (REFERENCE.md's)
+
+    def run_flops(tokens: int, pairs: int) -> float:  # this process's training FLOPs, attention included
+        return train_flops(params, tokens, attention=attention_flops(model.cfg.n_layers, model.cfg.d_model, pairs))
 
     # 2) held-out problems: the test split never shares a key with the train split the stream draws from
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
@@ -324,6 +346,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     pending_steps = sorted(n for n in cfg.eval_at_steps if n > state["step"])
 
     def evaluate(step: int, seconds: float, flops: float) -> float:
+        peaks.append(matmul_peak_flops(seconds=0.3, dtype=peak_dtype))
         acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_tokens)
         append_jsonl(metrics_path, {"stage": "sft", "step": step, "seconds": seconds, "flops": flops,
                                     "eval/greedy_accuracy": acc, "eval/problems": len(eval_problems)})
@@ -338,7 +361,7 @@ def train_sft(cfg: SFTConfig) -> dict:
 
     def callback(s: dict) -> bool:
         tokens = marks["tokens0"] + s["tokens"]
-        flops = marks["flops0"] + train_flops(params, s["tokens"])
+        flops = marks["flops0"] + run_flops(s["tokens"], s["pairs"])
         if s["step"] % 25 == 0:
             append_jsonl(metrics_path, {"stage": "sft", "step": s["step"], "seconds": s["seconds"], "flops": flops,
                                         "train/loss": s["loss"], "train/lr": s["lr"]})
@@ -358,18 +381,23 @@ def train_sft(cfg: SFTConfig) -> dict:
     stats = fit(model, tok, draw, seconds=cfg.seconds if cfg.seconds > 0 else None,
                 steps=cfg.max_steps if cfg.max_steps > 0 else None, lr=cfg.lr, batch_size=cfg.batch_size,
                 warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay,
-                grad_clip=cfg.grad_clip, bf16=cfg.bf16, seed=cfg.seed, optimizer=opt, start_step=state["step"],
+                grad_clip=cfg.grad_clip, bf16=bf16, seed=cfg.seed, optimizer=opt, start_step=state["step"],
                 start_seconds=state["seconds"], callback=callback, progress=True)
     total_tokens = state["tokens"] + stats["tokens"]
-    total_flops = state["flops"] + train_flops(params, stats["tokens"])
+    total_flops = state["flops"] + run_flops(stats["tokens"], stats["pairs"])
+    run_secs = stats["seconds"] - state["seconds"]
     # 4) final evaluation, checkpoint, summary
     acc = evaluate(stats["steps"], stats["seconds"], total_flops)
+    peak = statistics.median(peaks)
+    achieved = run_flops(stats["tokens"], stats["pairs"]) / run_secs if run_secs > 0 else 0.0  # FLOP/s
     tps = stats["tokens_per_second"]
     summary = {
         "stage": "sft", "task": cfg.task, "greedy_accuracy": acc, "eval_problems": len(eval_problems),
         "train_seconds": stats["seconds"], "steps": stats["steps"], "tokens": total_tokens,
         "tokens_per_second": tps, "train_flops": total_flops, "matmul_peak_flops": peak,
-        "mfu": train_flops(params, tps) / peak if peak else 0.0, "params": params, "loss": stats["loss"],
+        "peak_dtype": str(peak_dtype).removeprefix("torch."), "mfu": achieved / peak if peak else 0.0,
+        "mfu_vs_fp32_peak": achieved / fp32_peak if fp32_peak else 0.0,
+        "params": params, "loss": stats["loss"],
         "checkpoint": str(out / "checkpoint"), "config": asdict(cfg),
     }
     save_checkpoint(out / "checkpoint", model, tok, meta={"stage": "sft", "config": asdict(cfg), "metrics": summary})

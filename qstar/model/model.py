@@ -83,8 +83,9 @@ class KVCache:
         if max_len > cfg.max_seq_len:
             raise ValueError(f"cache length {max_len} exceeds max_seq_len={cfg.max_seq_len}")
         shape = (cfg.n_layers, batch, cfg.n_kv_heads, max_len, cfg.head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+        # zeros, not empty: decoding may multiply unfilled columns (masked to -inf) and 0 * garbage can be NaN
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
 
     @property
@@ -113,7 +114,7 @@ class KVCache:
             raise ValueError(f"max_len={max_len} is shorter than the {self.length} filled columns")
         n, shape = self.length, list(self.k.shape)
         shape[1], shape[3] = len(rows), max_len
-        k, v = self.k.new_empty(shape), self.v.new_empty(shape)
+        k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)
         k[:, :, :, :n] = self.k[:, :, :, :n].index_select(1, rows)
         v[:, :, :, :n] = self.v[:, :, :, :n].index_select(1, rows)
         return self._new(k, v)
@@ -188,7 +189,12 @@ class Attention(nn.Module):
             if start:  # attend over the whole cache; on an empty cache the new keys/values are everything
                 k, v = kc[:, :, : start + T], vc[:, :, : start + T]
         causal = mask is None and T > 1
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=Hkv != H)
+        if torch.is_autocast_enabled("cpu"):  # under bf16 autocast, attend in fp32: the CPU's bf16 attention
+            with torch.autocast("cpu", enabled=False):  # backward ran 3.6x slower than the fp32 one
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, is_causal=causal,
+                                                   enable_gqa=Hkv != H)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=Hkv != H)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
