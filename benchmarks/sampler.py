@@ -1,18 +1,25 @@
 """qstar's KV-cache sampler vs Hugging Face ``LlamaForCausalLM.generate()`` on the same weights.
 
 Builds a model (``--preset``, default "small", or ``--checkpoint DIR``), exports it as an HF directory, and for each
-batch size samples the same prompts for the same fixed number of new tokens (T=1, no stop tokens; HF with
-``min_new_tokens = max_new_tokens``) with both. Prints one JSON line per batch size:
-``batch, n, qstar_tok_s, hf_tok_s, speedup, roofline_fraction`` (+ context fields) where roofline_fraction =
-2 * params * qstar_tok_s / fp32 matmul peak measured in the same run (next to each case). Targets at batch 256:
-speedup >= 3, roofline_fraction >= 0.3. A last line (n > 1) measures search's pattern: few prompts, n samples each.
-Default configuration: preset "small" (the demo's and SFT's default), 1 thread, 128 new tokens, ~16-23-token prompts.
+compute dtype and batch size samples the same prompts for the same fixed number of new tokens (T=1, no stop tokens;
+HF with ``min_new_tokens = max_new_tokens``) with both: qstar's ``generate(dtype=...)`` against HF loaded in that
+dtype. Prints one JSON line per dtype and batch size: ``batch, n, dtype, qstar_tok_s, hf_tok_s, speedup,
+roofline_fraction`` (+ context fields) where roofline_fraction = 2 * params * qstar_tok_s / that dtype's matmul peak
+measured in the same run (next to each case). Targets at batch 256: speedup >= 3, roofline_fraction >= 0.3. A last
+line per dtype (n > 1) measures search's pattern: few prompts, n samples each. Default configuration: preset "small"
+(the demo's and SFT's default), 1 thread, 128 new tokens, ~16-23-token prompts, float32 then bfloat16.
 
-Tried for the decode step (batch 256, small, 1 thread, ~16-24 ms/step on the shared machine; run-to-run noise
-+-30%): keys stored transposed in the cache (the q.K bmm gets ~1.5x faster but the strided key writes eat it: no
-measurable gain in interleaved A/B runs, not kept); torch.compile (inductor, dynamic cache length) compiled for 75 s and
-ran 3-4x slower than eager (complex RoPE falls back, dynamic shapes); 2 threads were slower for both sides. bf16
-weights+activations make the largest matmul 4x faster (AMX) but change the logprobs RL ratios rely on: not used.
+Where the time goes at batch 256 (small, 1 thread, fp32, ~24 ms/step, run-to-run noise +-30%): about half is the two
+attention matmuls, which stream the whole KV cache (157 MB at 150 columns, far beyond the 32 MB L3) from memory every
+token; a third is the weight matmuls (~0.7 of the measured peak); the rest is elementwise work and sampling. HF's
+generate() at this batch is also memory- and matmul-bound rather than overhead-bound, so the gap is bounded by how
+many bytes each side moves. Kept: attention over the whole zero-initialised, masked cache once it is a quarter full
+(a contiguous batched matmul; +15% end to end in interleaved A/B runs) and bf16 weights and cache as an option
+(``dtype``; matmuls ~3.5x faster with AVX512-BF16, cache half the bytes). Tried: keys stored transposed in the cache
+(the q.K bmm gets ~1.5x faster but the strided key writes eat it: no measurable gain in interleaved A/B runs);
+torch.compile (inductor, dynamic cache length) compiled for 75 s and ran 3-4x slower than eager (complex RoPE falls
+back, dynamic shapes); SDPA for the decode step (no consistent gain); 2 threads (both sides gain a little, the
+roofline fraction halves because the peak doubles).
 
     python benchmarks/sampler.py [--preset small] [--checkpoint DIR] [--batches 1,64,256] [--new-tokens 128]
 """
@@ -53,6 +60,9 @@ class Args:
     """Tokens generated per row (fixed: no early stopping on either side); about one qstar reasoning chain."""
     repeats: int = 2
     """Timed runs per measurement, qstar and HF interleaved; the fastest of each counts (the machine is shared)."""
+    dtypes: str = "float32,bfloat16"
+    """Compute dtypes, each measured on both sides: qstar's ``generate(dtype=...)`` against HF loaded in that dtype,
+    roofline against that dtype's matmul peak (bf16's is ~4x fp32's here)."""
     threads: int = 1
     """torch threads for both sides (0 = configure_threads default). 1 by default: on the shared 2-core machine two
     threads were slower for both samplers (each small op pays an OpenMP wake-up under OMP_WAIT_POLICY=PASSIVE)."""
@@ -84,22 +94,29 @@ def main(args: Args) -> None:
     else:
         model, tok = Transformer(ModelConfig.preset(args.preset)).eval(), CharTokenizer()
     params = model.num_params()
-    with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})
-        hf = AutoModelForCausalLM.from_pretrained(f"{tmp}/ckpt", dtype=torch.float32).eval()
-    rng = random.Random(0)
-    N = args.new_tokens
     cases = [(b, 1) for b in (int(b) for b in args.batches.split(","))]
     if args.shared_n > 1:
         cases.append((max(b for b, _ in cases), args.shared_n))
+    for name in args.dtypes.split(","):
+        dtype = getattr(torch, name.strip())
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})
+            hf = AutoModelForCausalLM.from_pretrained(f"{tmp}/ckpt", dtype=dtype).eval()
+        _run_cases(args, model, hf, tok, params, cases, dtype)
+
+
+def _run_cases(args, model, hf, tok, params, cases, dtype) -> None:
+    import torch
+
+    N = args.new_tokens
     for batch, n in cases:
-        prompts = _prompts(tok, batch // n, rng)
+        prompts = _prompts(tok, batch // n, random.Random(batch * 1000 + n))  # the same prompts for each dtype
         L = max(map(len, prompts))
         ids = torch.tensor([[tok.pad_id] * (L - len(p)) + p for p in prompts])
         attn = (ids != tok.pad_id).long()
 
         def run_q():
-            generate(model, prompts, n=n, max_new_tokens=N, temperature=1.0, seed=0)  # noqa: B023
+            generate(model, prompts, n=n, max_new_tokens=N, temperature=1.0, seed=0, dtype=dtype)  # noqa: B023
 
         def run_hf():
             with torch.inference_mode():
@@ -111,14 +128,15 @@ def main(args: Args) -> None:
             assert out.shape == (batch, L + N)  # noqa: B023
 
         run_q()  # warm-up (allocator, BLAS)
-        peak = matmul_peak_flops()  # measured next to each case: the machine's load varies
+        peak = matmul_peak_flops(dtype=dtype)  # measured next to each case: the machine's load varies
         q_s, hf_s = float("inf"), float("inf")
         for _ in range(args.repeats):  # interleaved, best of each
             q_s, hf_s = min(q_s, _timed(run_q)), min(hf_s, _timed(run_hf))
         q_tok_s, hf_tok_s = batch * N / q_s, batch * N / hf_s
         print(json.dumps({
-            "batch": batch, "n": n, "qstar_tok_s": round(q_tok_s), "hf_tok_s": round(hf_tok_s),
-            "speedup": round(q_tok_s / hf_tok_s, 2), "roofline_fraction": round(2 * params * q_tok_s / peak, 3),
+            "batch": batch, "n": n, "dtype": str(dtype).removeprefix("torch."), "qstar_tok_s": round(q_tok_s),
+            "hf_tok_s": round(hf_tok_s), "speedup": round(q_tok_s / hf_tok_s, 2),
+            "roofline_fraction": round(2 * params * q_tok_s / peak, 3),
             "preset": "checkpoint" if args.checkpoint else args.preset, "params": params, "new_tokens": N,
             "prompt_tokens": L, "min_prompt_tokens": min(map(len, prompts)), "peak_gflop_s": round(peak / 1e9, 1),
             "threads": torch.get_num_threads(),

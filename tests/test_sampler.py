@@ -41,6 +41,31 @@ def test_sampled_logprobs_equal_full_forward(model):
             assert max(abs(a - b) for a, b in zip(ref, s.logprobs)) < 1e-4
 
 
+def test_long_decode_is_exact_over_both_cache_reads(model):
+    """Early steps attend over the filled prefix of the cache, later ones over all of it (unfilled columns masked):
+    both must give the full forward's logprobs, with padded rows in the batch."""
+    out = generate(model, [[1, 5], PROMPTS[2]], max_new_tokens=80, temperature=1.0, seed=3)
+    for prompt, (s,) in zip([[1, 5], PROMPTS[2]], out):
+        ref = score_tokens(model, prompt, s.tokens)
+        assert len(ref) == 80 and max(abs(a - b) for a, b in zip(ref, s.logprobs)) < 1e-4
+
+
+def test_bf16_decoding_stays_close_to_the_fp32_forward(model):
+    out = generate(model, PROMPTS, n=2, max_new_tokens=40, temperature=1.0, seed=0, dtype=torch.bfloat16)
+    for prompt, row in zip(PROMPTS, out):
+        for s in row:
+            ref = score_tokens(model, prompt, s.tokens)
+            gap = max(abs(a - b) for a, b in zip(ref, s.logprobs))
+            assert 0 < gap < 0.1  # bf16 numerics: close, not identical
+    again = generate(model, PROMPTS, n=2, max_new_tokens=40, temperature=1.0, seed=0, dtype=torch.bfloat16)
+    assert [[s.tokens for s in r] for r in again] == [[s.tokens for s in r] for r in out]
+    fp32 = generate(model, PROMPTS, n=2, max_new_tokens=40, temperature=1.0, seed=0)  # the fp32 snapshot is rebuilt
+    ref = score_tokens(model, PROMPTS[0], fp32[0][0].tokens)
+    assert max(abs(a - b) for a, b in zip(ref, fp32[0][0].logprobs)) < 1e-4
+    (row,) = ModelPolicy(model, TOK, seed=0, dtype=torch.bfloat16).sample([Prompt("double 4")], n=2, max_tokens=5)
+    assert len(row) == 2 and all(c.n_tokens == len(c.logprobs) > 0 for c in row)
+
+
 def test_logprobs_are_untempered_and_unfiltered(model):
     s = generate(model, [PROMPTS[0]], max_new_tokens=6, temperature=0.5, top_p=0.8, seed=1)[0][0]
     ref = score_tokens(model, PROMPTS[0], s.tokens)
