@@ -321,7 +321,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         print("note: this CPU has no native bf16 matmul; training in fp32 (--no-bf16 silences this)", file=sys.stderr)
     peak_dtype = torch.bfloat16 if bf16 else torch.float32
     peaks = [matmul_peak_flops(dtype=peak_dtype)]
-    fp32_peak = matmul_peak_flops() if bf16 else peaks[0]  # for MFU in the fp32 convention (REFERENCE.md's)
+    fp32_peak = matmul_peak_flops() if bf16 else None  # bf16 runs: MFU in the fp32 convention too (REFERENCE.md's)
 
     def run_flops(tokens: int, pairs: int) -> float:  # this process's training FLOPs, attention included
         return train_flops(params, tokens, attention=attention_flops(model.cfg.n_layers, model.cfg.d_model, pairs))
@@ -396,7 +396,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         "train_seconds": stats["seconds"], "steps": stats["steps"], "tokens": total_tokens,
         "tokens_per_second": tps, "train_flops": total_flops, "matmul_peak_flops": peak,
         "peak_dtype": str(peak_dtype).removeprefix("torch."), "mfu": achieved / peak if peak else 0.0,
-        "mfu_vs_fp32_peak": achieved / fp32_peak if fp32_peak else 0.0,
+        "mfu_vs_fp32_peak": achieved / (fp32_peak or peak) if peak else 0.0,
         "params": params, "loss": stats["loss"],
         "checkpoint": str(out / "checkpoint"), "config": asdict(cfg),
     }
