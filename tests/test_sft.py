@@ -30,6 +30,16 @@ def test_sft_summary_and_evaluation_points(tmp_path):
         train_sft(SFTConfig(out=str(out), max_steps=5, **TOY))
 
 
+def test_sft_falls_back_to_fp32_without_native_bf16(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sft, "native_bf16", lambda: False)
+    summary = train_sft(SFTConfig(out=str(tmp_path / "run"), max_steps=2, **TOY))
+    assert summary["peak_dtype"] == "float32" and summary["mfu"] == summary["mfu_vs_fp32_peak"] > 0
+    assert "no native bf16" in capsys.readouterr().err
+    monkeypatch.setattr(sft, "native_bf16", lambda: True)
+    summary = train_sft(SFTConfig(out=str(tmp_path / "run2"), max_steps=2, **TOY))
+    assert summary["peak_dtype"] == "bfloat16" and summary["mfu"] > 0 and summary["mfu_vs_fp32_peak"] > 0
+
+
 def test_sft_evaluates_at_update_counts(tmp_path):
     out = tmp_path / "run"
     train_sft(SFTConfig(out=str(out), max_steps=6, eval_at_steps=[2, 4, 40], **TOY))
