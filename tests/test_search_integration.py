@@ -83,3 +83,13 @@ def test_qstar_search_writes_summary_and_results(tiny_checkpoint, tmp_path):
         run_search(SearchConfig(checkpoint=str(tiny_checkpoint), strategy="telepathy", out=str(tmp_path)))
     with pytest.raises(ValueError, match="unknown scorer"):
         run_search(SearchConfig(checkpoint=str(tiny_checkpoint), scorer="vibes", out=str(tmp_path)))
+    with pytest.raises(ValueError, match="unknown decode dtype 'fp8'; choose from float32, bfloat16"):
+        run_search(SearchConfig(checkpoint=str(tiny_checkpoint), decode_dtype="fp8", out=str(tmp_path)))
+
+
+def test_qstar_search_decodes_in_bf16(tiny_checkpoint, tmp_path):
+    cfg = SearchConfig(checkpoint=str(tiny_checkpoint), task="letters", strategy="majority", budget=2, problems=3,
+                       out=str(tmp_path), max_tokens=64, decode_dtype="bfloat16")
+    summary = run_search(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and summary["tokens_per_problem"] > 0 and all(r["chain"] for r in rows)

@@ -157,3 +157,16 @@ def test_chained_servers(server, policy, questions):
                                            messages=[{"role": "user", "content": questions[0]}])
         assert r.qstar["strategy"] == "beam" and 0 < r.usage.completion_tokens <= 300
     upstream.close()
+
+
+def test_load_policy_takes_a_decode_dtype(tiny_checkpoint):
+    import torch
+
+    from qstar.serve.cli import load_policy
+
+    assert load_policy(ServeConfig(checkpoint=str(tiny_checkpoint), decode_dtype="bfloat16")).dtype == torch.bfloat16
+    assert load_policy(ServeConfig(checkpoint=str(tiny_checkpoint))).dtype is None
+    with pytest.raises(ValueError, match="unknown decode dtype"):
+        load_policy(ServeConfig(checkpoint=str(tiny_checkpoint), decode_dtype="int4"))
+    with pytest.raises(ValueError, match="exactly one of"):
+        load_policy(ServeConfig())

@@ -14,7 +14,17 @@ from qstar.model.tokenizer import CharTokenizer
 from qstar.model.types import Completion, Prompt
 from qstar.tasks.format import render_prompt
 
-__all__ = ["ModelPolicy"]
+__all__ = ["ModelPolicy", "DECODE_DTYPES", "decode_dtype"]
+
+#: decoding dtypes a command line may name (see :func:`qstar.model.sampler.generate`)
+DECODE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def decode_dtype(name: str) -> torch.dtype | None:
+    """The dtype for ``--decode-dtype NAME`` (None: the model's own, fp32); a clear error for anything else."""
+    if name not in DECODE_DTYPES:
+        raise ValueError(f"unknown decode dtype {name!r}; choose from {', '.join(DECODE_DTYPES)}")
+    return DECODE_DTYPES[name]
 
 
 class ModelPolicy:
