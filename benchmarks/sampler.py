@@ -97,12 +97,12 @@ def main(args: Args) -> None:
     cases = [(b, 1) for b in (int(b) for b in args.batches.split(","))]
     if args.shared_n > 1:
         cases.append((max(b for b, _ in cases), args.shared_n))
-    for name in args.dtypes.split(","):
-        dtype = getattr(torch, name.strip())
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})  # one HF export, loaded in each dtype
+        for name in args.dtypes.split(","):
+            dtype = getattr(torch, name.strip())
             hf = AutoModelForCausalLM.from_pretrained(f"{tmp}/ckpt", dtype=dtype).eval()
-        _run_cases(args, model, hf, tok, params, cases, dtype)
+            _run_cases(args, model, hf, tok, params, cases, dtype)
 
 
 def _run_cases(args, model, hf, tok, params, cases, dtype) -> None:
