@@ -3,7 +3,7 @@
     python benchmarks/countdown_ei.py [--sft runs/sft-countdown] [--rounds 3]
 
 1) SFT on Countdown reference chains (or reuse --sft), greedy pass@1 on held-out problems (and on the first
-   --tinyzero problems of the TinyZero test set in ../shared/data, when the loader is available);
+   --tinyzero problems of the TinyZero test set shipped in qstar/tasks/data, when the loader is available);
 2) expert-iteration rounds from it (sample N per fresh train problem, keep chains the reference-free Countdown
    checker accepts, SFT on them), greedy pass@1 after each round;
 3) JSON lines: {"what": "sft"|"ei_round"|"result", ...}; "result" has the ratio final / SFT and doubled: bool.

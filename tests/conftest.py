@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "qstar" / "tasks" / "data"
 
 
 def tiny_examples(n_per_task: int = 300, seed: int = 0) -> list[tuple[str, str]]:
@@ -46,7 +46,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The shared benchmark files (GSM8K, MATH-500, Countdown), at ../shared/data from the repo root."""
+    """The benchmark files shipped in the package (GSM8K, MATH-500, Countdown, ...), at qstar/tasks/data."""
     return DATA
 
 

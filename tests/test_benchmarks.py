@@ -1,9 +1,11 @@
-"""Real benchmark files (../shared/data from the repo root): loaders, graders, data-dir resolution."""
+"""Real benchmark files (shipped in qstar/tasks/data): provenance, loaders, graders, data-dir resolution."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,19 @@ from hypothesis import strategies as st
 
 import qstar.tasks as T
 from qstar.tasks.answers import to_number
-from qstar.tasks.benchmarks import data_dir, load_countdown_tinyzero, load_gsm8k, load_math500, math_equal
+from qstar.tasks.benchmarks import (
+    DEFAULT_FILES,
+    PACKAGE_DATA,
+    data_dir,
+    load_countdown_tinyzero,
+    load_gsm8k,
+    load_math500,
+    math_equal,
+)
 from qstar.tasks.countdown import solve
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / ".." / "shared" / "data"
+DATA = REPO / "qstar" / "tasks" / "data"  # what the package ships
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +105,32 @@ def test_countdown_tinyzero_rows_are_solved_and_checked():
     assert not T.check(p, "") and not T.verify(p, "55")
 
 
+def test_shipped_files_match_sources_table_and_have_licences():
+    """Every file in SOURCES.md's table is present with its size and sha256, and names a licence notice present."""
+    table = (DATA / "SOURCES.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+)` \| (\d+) \| (\d+) \| `([0-9a-f]{64})` \|.*\]\((LICENSES/[^)]+)\)", table, re.M)
+    assert len(rows) == 9 and set(DEFAULT_FILES.values()) <= {r[0] for r in rows}
+    for name, lines, size, sha, licence in rows:
+        data = (DATA / name).read_bytes()
+        assert (data.count(b"\n"), len(data), hashlib.sha256(data).hexdigest()) == (int(lines), int(size), sha), name
+        assert "Copyright" in (DATA / licence).read_text(encoding="utf-8"), licence
+    assert {p.relative_to(DATA).as_posix() for p in DATA.rglob("*.jsonl")} == {r[0] for r in rows}
+
+
+@pytest.mark.parametrize("load,rel", [(load_gsm8k, DEFAULT_FILES["gsm8k"]), (load_math500, DEFAULT_FILES["math500"]),
+                                      (load_countdown_tinyzero, DEFAULT_FILES["countdown"])])
+def test_missing_default_file_names_the_file_and_the_folder(load, rel, tmp_path, monkeypatch):
+    monkeypatch.setenv("QSTAR_DATA", str(tmp_path))  # an empty folder
+    with pytest.raises(FileNotFoundError) as e:
+        load(limit=1)
+    assert rel in str(e.value) and str(tmp_path) in str(e.value) and "qstar/tasks/data" in str(e.value)
+
+
 def test_data_dir_resolution_and_clear_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("QSTAR_DATA", raising=False)
-    assert (data_dir() / "SOURCES.md").is_file()
-    monkeypatch.chdir(tmp_path)  # not under the repo: found from the package's own location
-    assert data_dir().resolve() == DATA.resolve()
+    assert data_dir() == PACKAGE_DATA and (data_dir() / "SOURCES.md").is_file()
+    monkeypatch.chdir(tmp_path)  # the working directory does not matter: the files ship in the package
+    assert data_dir() == PACKAGE_DATA and PACKAGE_DATA.resolve() == DATA.resolve()
     assert len(load_gsm8k(limit=3)) == 3  # default file under the resolved folder
     monkeypatch.setenv("QSTAR_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="nowhere"):

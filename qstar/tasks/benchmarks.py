@@ -1,4 +1,5 @@
-"""Loaders and graders for the real benchmark files in ``shared/data`` (formats: shared/data/SOURCES.md).
+"""Loaders and graders for the real benchmark files that ship in ``qstar/tasks/data`` (sources, licences and
+formats: qstar/tasks/data/SOURCES.md; ``$QSTAR_DATA`` points the loaders at another folder of the same layout).
 
 - GSM8K -> task "gsm8k": gold = the text after "####", commas removed; graded numerically, with
   math-verify as the fallback for non-numeric answers.
@@ -30,29 +31,34 @@ DEFAULT_FILES = {
     "countdown": "countdown/tinyzero_test.jsonl",
 }
 
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+"""The benchmark files shipped with the package (qstar/tasks/data)."""
+
 
 def data_dir() -> Path:
-    """The benchmark data folder: $QSTAR_DATA, else the first ``shared/data`` found upward from the
-    current directory or from this package (the repo sits at /work/main, the data at /work/shared/data)."""
+    """The benchmark data folder: $QSTAR_DATA if set, else the package's own ``qstar/tasks/data``."""
     env = os.environ.get("QSTAR_DATA")
     if env:
         if not Path(env).is_dir():
-            raise FileNotFoundError(f"QSTAR_DATA={env} is not a directory")
+            raise FileNotFoundError(f"QSTAR_DATA={env} is not a directory (unset it to use the shipped {PACKAGE_DATA})")
         return Path(env)
-    starts = [Path.cwd().resolve(), Path(__file__).resolve().parent]
-    for start in starts:
-        for d in (start, *start.parents):
-            if (d / "shared" / "data").is_dir():
-                return d / "shared" / "data"
-    raise FileNotFoundError(f"no shared/data directory above {starts[0]} or {starts[1]}; "
-                            "set QSTAR_DATA to the data folder")
+    return PACKAGE_DATA
 
 
 def _rows(path: str | Path | None, name: str, limit: int | None) -> list[dict]:
     """JSON objects of a JSONL file (``path`` None -> the default file for ``name`` under data_dir())."""
-    p = Path(path) if path is not None else data_dir() / DEFAULT_FILES[name]
-    if not p.is_file():
-        raise FileNotFoundError(f"{name}: no file at {p} (see shared/data/SOURCES.md)")
+    if path is None:
+        folder, rel = data_dir(), DEFAULT_FILES[name]
+        p = folder / rel
+        if not p.is_file():
+            fix = ("unset QSTAR_DATA to use the shipped files" if os.environ.get("QSTAR_DATA")
+                   else "set QSTAR_DATA to use another folder")
+            raise FileNotFoundError(f"{rel}: not in {folder}; the repository ships it in qstar/tasks/data "
+                                    f"(see SOURCES.md there); {fix}")
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{name}: no file at {p}")
     rows = []
     with p.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
