@@ -110,8 +110,8 @@ def test_the_reward_model_to_train_comes_from_every_scorer_the_sweep_uses():
     assert learned_kinds(DemoConfig(scorer="checker", strategies=["beam", "best_of_n@oracle"])) == set()
     with pytest.raises(ValueError, match="one reward model, but its scorers want orm and prm"):
         resolve(DemoConfig(scorer="prm", strategies=["best_of_n@orm"]))
-    with pytest.raises(ValueError, match="prm_seconds must be > 0 to train the prm"):
-        resolve(DemoConfig(scorer="checker", strategies=["best_of_n@checker+prm"], prm_seconds=0))
+    with pytest.raises(ValueError, match="prm_steps must be > 0 to train the prm"):
+        resolve(DemoConfig(scorer="checker", strategies=["best_of_n@checker+prm"], prm_steps=0))
 
 
 def test_mismatched_or_foreign_dir_is_refused_and_force_only_removes_demo_files(tmp_path):
@@ -179,10 +179,11 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "demo"
     args = ["demo", "--quick", "--out", str(out), "--strategies", "majority", "best_of_n", "beam", "--budgets", "1",
-            "2", "--sft-seconds", "3", "--rl-seconds", "2", "--eval-problems", "8"]  # --quick, trimmed for the suite
+            "2", "--sft-steps", "20", "--rl-updates", "2", "--eval-problems", "8"]  # --quick, trimmed for the suite
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and Path(summary["checkpoint"], "config.json").is_file()
+    assert summary["cut_short"] == [] and not any("CUT SHORT" in v for v in summary["verdicts"])
     assert resolve_checkpoint(out).resolve() == Path(summary["checkpoint"]).resolve()  # --checkpoint DIR works
     records = read_metrics(out / "metrics.jsonl")
     assert {r["kind"] for r in records} >= {"train", "test"}

@@ -11,18 +11,19 @@ from qstar.learn.sft import SFTConfig, train_sft
 from qstar.model.checkpoint import load_checkpoint
 from qstar.runio import read_jsonl
 
-TOY = dict(task="decimals", preset="tiny", seconds=0.0, eval_problems=4, eval_every=1e9, batch_size=8)
+TOY = dict(task="decimals", preset="tiny", seconds=0.0, eval_problems=4, eval_every=0, batch_size=8)
 
 
 def test_sft_summary_and_evaluation_points(tmp_path):
     out = tmp_path / "run"
-    summary = train_sft(SFTConfig(out=str(out), max_steps=5, eval_at=[1e-9], **TOY))
+    summary = train_sft(SFTConfig(out=str(out), max_steps=5, eval_at_steps=[1], **TOY))
     for key in ("greedy_accuracy", "train_seconds", "tokens_per_second", "mfu", "params", "steps", "train_flops",
                 "peak_dtype", "mfu_vs_fp32_peak"):
         assert key in summary
     assert summary["steps"] == 5 and summary["params"] == 209472 and 0 < summary["mfu"] < 1
+    assert summary["cut_short"] is False
     evals = [r for r in read_jsonl(out / "metrics.jsonl") if "eval/greedy_accuracy" in r]
-    assert [r["step"] for r in evals] == [1, 5]  # the eval_at point (after the first update) and the final one
+    assert [r["step"] for r in evals] == [1, 5]  # the eval_at_steps point (after the first update) and the final one
     assert json.loads((out / "summary.json").read_text())["steps"] == 5
     assert load_checkpoint(out / "checkpoint")[2]["stage"] == "sft"
     assert not (out / "resume").exists()
@@ -32,12 +33,17 @@ def test_sft_summary_and_evaluation_points(tmp_path):
 
 def test_sft_falls_back_to_fp32_without_native_bf16(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sft, "native_bf16", lambda: False)
-    summary = train_sft(SFTConfig(out=str(tmp_path / "run"), max_steps=2, **TOY))
+    summary = train_sft(SFTConfig(out=str(tmp_path / "run"), max_steps=2, **{**TOY, "bf16": True}))
     assert summary["peak_dtype"] == "float32" and summary["mfu"] == summary["mfu_vs_fp32_peak"] > 0
     assert "no native bf16" in capsys.readouterr().err
     monkeypatch.setattr(sft, "native_bf16", lambda: True)
-    summary = train_sft(SFTConfig(out=str(tmp_path / "run2"), max_steps=2, **TOY))
+    summary = train_sft(SFTConfig(out=str(tmp_path / "run2"), max_steps=2, **{**TOY, "bf16": True}))
     assert summary["peak_dtype"] == "bfloat16" and summary["mfu"] > 0 and summary["mfu_vs_fp32_peak"] > 0
+
+
+def test_sft_time_cap_cuts_a_step_budget_short_and_says_so(tmp_path):
+    summary = train_sft(SFTConfig(out=str(tmp_path / "run"), max_steps=10_000, **{**TOY, "seconds": 1e-9}))
+    assert summary["steps"] == 1 and summary["cut_short"] is True
 
 
 def test_sft_evaluates_at_update_counts(tmp_path):

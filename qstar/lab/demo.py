@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qstar.lab.progress import StageProgress
-from qstar.lab.stages import STAGES, Ctx, expected_seconds, learned_kinds
+from qstar.lab.stages import STAGES, Ctx, cut_short, expected_seconds, learned_kinds
 from qstar.runio import atomic_write_json
 
 #: files and folders the demo writes in DIR (the only things --force removes)
@@ -48,22 +48,20 @@ class DemoConfig:
     eval_problems: int = 200
     """Held-out problems for every pass@1 evaluation (chart 1)."""
     sft_steps: int = 2000
-    """SFT updates. The mixture's held-out pass@1 jumps between 1200 and 2000 updates (24% -> 56%, LOG.md,
-    2026-12-01), so the budget is counted in updates: every machine trains the same model. An idle 2-core machine
-    makes them in about 200-290 s."""
-    sft_seconds: float = 420.0
-    """SFT time cap (seconds, evaluations excluded), a safety net for a slow or shared machine, which then stops
-    with fewer updates. A 300 s cap stopped a contended host at 1312 updates and 17.5% (LOG.md)."""
+    """SFT updates. The mixture's held-out pass@1 jumps between 1200 and 2000 updates (LOG.md), so the budget is
+    counted in updates: every machine trains the same model."""
+    sft_seconds: float = 3600.0
+    """SFT time cap (seconds, evaluations excluded): a safety net for a stalled machine. A run it stops is marked
+    cut short in the summary, the report and the verdicts."""
     sft_evals: int = 6
     """Held-out evaluations during SFT (points on chart 1), log-spaced: at 1/2^k of sft_steps, the last at the end."""
     sft_batch_size: int = 32
     """SFT sequences per update."""
     sft_bf16: bool = False
-    """bf16 autocast in SFT (`qstar train sft` defaults to it for `small`). Off here: at `tiny`'s width (64) it was
-    no faster (28.5k tok/s against fp32's 31.1k in back-to-back demo runs), and the demo's figures were measured in
-    fp32. With it the demo gave SFT 49%, spans 53.0 and 43.8 (LOG.md, 2026-12-02)."""
-    prm_seconds: float = 25.0
-    """Process reward model training time (seconds; labelling chains comes on top)."""
+    """bf16 autocast in SFT. Off: it trains a different model than fp32 and exists only on CPUs with native bf16, and
+    the demo shows the same figures on every CPU (LOG.md)."""
+    prm_steps: int = 250
+    """Process reward model updates (labelling chains comes first)."""
     prm_problems: int = 64
     """Train problems whose sampled chains the PRM is trained on."""
     prm_samples: int = 4
@@ -72,13 +70,16 @@ class DemoConfig:
     """Monte-Carlo completions per step prefix for the PRM's step labels (the labelling cost)."""
     prm_eval_problems: int = 32
     """Held-out problems for the PRM's AUC in the report (0 skips it)."""
-    rl_seconds: float = 50.0
-    """GRPO training time (seconds); 0 skips RL and the SFT model is the final reasoner."""
+    rl_updates: int = 50
+    """GRPO updates; 0 skips RL and the SFT model is the final reasoner."""
+    cap_seconds: float = 3600.0
+    """Time cap for each of the PRM and RL stages' training (seconds): a safety net; a stage it stops is marked
+    cut short."""
     rl_lr: float = 5e-5
-    """GRPO learning rate. At GRPO's own default (2e-4, which took 3x3 multiplication from 66% to 98%) 50 s of RL
-    took the demo's reasoner from 51.5% to 41% held-out; at 5e-5 it stayed at 51.5-53.5% (LOG.md, 2026-12-01)."""
+    """GRPO learning rate. At GRPO's own default (2e-4) RL cost the demo's reasoner 10 points held-out; at 5e-5 it
+    held its accuracy (LOG.md, 2026-12-01): Adam moves every weight of this 0.2M model by about lr per update."""
     rl_evals: int = 3
-    """Evenly spaced held-out evaluations during RL (points on chart 1)."""
+    """Evenly spaced held-out evaluations during RL, counted in updates (points on chart 1)."""
     rl_problems_per_batch: int = 16
     """GRPO problems per update."""
     rl_group_size: int = 8
@@ -106,13 +107,14 @@ class DemoConfig:
 
 #: --quick values (applied to fields left at their defaults)
 QUICK: dict[str, object] = {
-    "preset": "tiny", "eval_problems": 16, "sft_steps": 40, "sft_seconds": 6.0, "sft_evals": 2, "sft_batch_size": 32,
-    "prm_seconds": 3.0, "prm_problems": 8, "prm_samples": 2, "prm_mc_samples": 2, "prm_eval_problems": 8,
-    "rl_seconds": 3.0, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4,
+    "preset": "tiny", "eval_problems": 16, "sft_steps": 40, "sft_evals": 2, "sft_batch_size": 32,
+    "prm_steps": 20, "prm_problems": 8, "prm_samples": 2, "prm_mc_samples": 2, "prm_eval_problems": 8,
+    "rl_updates": 4, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4,
     "budgets": [1, 2, 4], "sweep_problems": 4, "sweep_max_tokens": 64, "trees": 1,
 }
 NOT_CONFIG = ("out", "quick", "force")  # fields that do not change the results
-POSITIVE = ("eval_problems", "sft_steps", "sft_seconds", "sft_evals", "sft_batch_size", "prm_problems", "prm_samples",
+POSITIVE = ("eval_problems", "sft_steps", "sft_seconds", "cap_seconds", "sft_evals", "sft_batch_size", "prm_problems",
+            "prm_samples",
             "prm_mc_samples", "rl_lr", "rl_evals", "rl_problems_per_batch", "rl_group_size", "sweep_problems")
 
 
@@ -122,8 +124,8 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
         defaults = DemoConfig()
         cfg = dataclasses.replace(cfg, **{k: v for k, v in QUICK.items() if getattr(cfg, k) == getattr(defaults, k)})
     errors = [f"{k} must be > 0" for k in POSITIVE if getattr(cfg, k) <= 0]
-    if cfg.rl_seconds < 0:
-        errors.append("rl_seconds must be >= 0 (0 skips RL)")
+    if cfg.rl_updates < 0:
+        errors.append("rl_updates must be >= 0 (0 skips RL)")
     if not (cfg.strategies and cfg.budgets and cfg.seeds):
         errors.append("give at least one strategy, budget and seed")
     if any(b < 1 for b in cfg.budgets):
@@ -134,8 +136,8 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
     kinds = learned_kinds(cfg)
     if len(kinds) > 1:
         errors.append(f"the demo trains one reward model, but its scorers want {' and '.join(sorted(kinds))}")
-    elif kinds and cfg.prm_seconds <= 0:
-        errors.append(f"prm_seconds must be > 0 to train the {kinds.pop()} its scorers use")
+    elif kinds and cfg.prm_steps <= 0:
+        errors.append(f"prm_steps must be > 0 to train the {kinds.pop()} its scorers use")
 
     unknown = [s for s in cfg.strategies if split_strategy(s, cfg.scorer)[0] not in STRATEGIES]
     if unknown:
@@ -230,7 +232,7 @@ def write_summary(run: Path, ctx: Ctx, *, this_run: float) -> dict:
     from qstar.lab.metrics import read_metrics
     from qstar.lab.report import analyze
 
-    res = analyze(read_metrics(run / "metrics.jsonl"))
+    res = analyze(read_metrics(run / "metrics.jsonl"), cut_short=cut_short(ctx.outputs))
     stage_seconds = {n: json.loads((run / "stages" / n / MARKER).read_text())["seconds"] for n in STAGES}
     keep = ("budget", "tokens_per_problem", "flops_per_problem", "accuracy", "ci_low", "ci_high")
     summary = {
@@ -244,6 +246,7 @@ def write_summary(run: Path, ctx: Ctx, *, this_run: float) -> dict:
         "efficiency": res["efficiency"],
         "spans": res["spans"],
         "verdicts": res["verdicts"],
+        "cut_short": res["cut_short"],
         "checkpoint": ctx.outputs["rl"]["checkpoint"],
         "report": str(run / "report.html"),
         "config": fingerprint(ctx.cfg),

@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +39,10 @@ def run_report(cfg: ReportConfig) -> dict:
     return result
 
 
-def analyze(records: list[dict], *, baseline: str = analysis.BASELINE) -> dict:
-    """Curves, matched-compute table, efficiency and verdict sentences, all computed from ``records``."""
+def analyze(records: list[dict], *, baseline: str = analysis.BASELINE, cut_short: Sequence[str] = ()) -> dict:
+    """Curves, matched-compute table, efficiency and verdict sentences, all computed from ``records``.
+
+    cut_short: training stages a time cap stopped before their update budgets; every verdict then says so."""
     train = analysis.train_curve(records)
     curves = analysis.test_curves(records)
     table = analysis.matched_compute(curves, baseline=baseline)
@@ -48,16 +51,22 @@ def analyze(records: list[dict], *, baseline: str = analysis.BASELINE) -> dict:
     verdict = (f"Span target (a rise of {sp['target']:g} points on both charts): the train curve rises "
                f"{sp['train']:.1f} points, the best deployable test curve {sp['test_best']:.1f}: "
                f"{'met' if sp['met'] else 'NOT met'}.")
+    verdicts = analysis.describe_train(train) + analysis.describe_test(curves, table, eff) + [verdict]
+    if cut_short:
+        note = (f"CUT SHORT: the time cap stopped {', '.join(cut_short)} before its update budget, so these figures "
+                "are not those of the configured run")
+        verdicts = [note + "."] + [f"{v} ({note.split(':')[0].lower()})" for v in verdicts]
     return {"train_curve": train, "test_curves": curves, "matched": table, "efficiency": eff, "spans": sp,
-            "verdicts": analysis.describe_train(train) + analysis.describe_test(curves, table, eff) + [verdict]}
+            "verdicts": verdicts, "cut_short": list(cut_short)}
 
 
 def render_report(records: list[dict], out_dir: str | Path, *, baseline: str = analysis.BASELINE,
-                  title: str = "qstar scaling lab", run_info: dict | None = None) -> dict:
+                  title: str = "qstar scaling lab", run_info: dict | None = None,
+                  cut_short: Sequence[str] = ()) -> dict:
     """Write out_dir/report.html, train_compute.png and test_compute.png; return ``analyze(records)``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = analyze(records, baseline=baseline)
+    res = analyze(records, baseline=baseline, cut_short=cut_short)
     png_train = charts.train_chart(res["train_curve"])
     png_test = charts.test_chart(res["test_curves"])
     (out / TRAIN_PNG).write_bytes(png_train)

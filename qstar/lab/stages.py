@@ -40,10 +40,14 @@ class Ctx:
         return path
 
 
+#: seconds of training between resume snapshots (they do not change what is learned)
+SAVE_EVERY = 30.0
+
+
 @contextmanager
-def watch(ctx: Ctx, name: str, metrics: Path, budget: float, steps: int = 0):
-    """While a trainer runs, read its latest metrics line once a second -> stage fraction done: seconds of the
-    time budget or, with ``steps``, updates of the step budget, whichever is further along."""
+def watch(ctx: Ctx, name: str, metrics: Path, steps: int):
+    """While a trainer runs, read its latest metrics line once a second -> stage fraction done (updates of its
+    step budget)."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -52,11 +56,8 @@ def watch(ctx: Ctx, name: str, metrics: Path, budget: float, steps: int = 0):
                 with open(metrics, "rb") as f:
                     f.seek(max(0, f.seek(0, 2) - 4096))
                     last = f.read().decode(errors="replace").strip().splitlines()[-1]
-                row = json.loads(last)
-                done = [float(row.get("seconds", 0.0)) / budget] if budget > 0 else []
-                done += [float(row.get("step", 0)) / steps] if steps > 0 else []
-                ctx.progress.update(name, fraction=min(1.0, max(done)) if done else None)
-            except (OSError, ValueError, IndexError, AttributeError):
+                ctx.progress.update(name, fraction=min(1.0, float(json.loads(last).get("step", 0)) / steps))
+            except (OSError, ValueError, IndexError, AttributeError, ZeroDivisionError):
                 pass  # no line yet or a line being written
 
     t = threading.Thread(target=loop, daemon=True)
@@ -100,14 +101,14 @@ def stage_sft(ctx: Ctx) -> dict:
         # end (the trainer's own final evaluation is the last point)
         points = sorted({max(1, c.sft_steps // 2**k) for k in range(c.sft_evals - 1, 0, -1)})
         sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds, max_steps=c.sft_steps,
-                        batch_size=c.sft_batch_size, eval_every=2 * c.sft_seconds, eval_at_steps=points,
-                        eval_problems=c.eval_problems, save_every=max(10.0, c.sft_seconds / 4), seed=c.seed,
-                        bf16=c.sft_bf16)
-        with watch(ctx, "sft", out / "metrics.jsonl", c.sft_seconds, steps=c.sft_steps):
+                        batch_size=c.sft_batch_size, eval_every=0, eval_at_steps=points,
+                        eval_problems=c.eval_problems, save_every=SAVE_EVERY, seed=c.seed, bf16=c.sft_bf16)
+        with watch(ctx, "sft", out / "metrics.jsonl", c.sft_steps):
             summary = train_sft(sft)
     return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
-            "params": summary["params"], "train_flops": summary["train_flops"],
-            "greedy_accuracy": summary["greedy_accuracy"], "train_seconds": summary["train_seconds"]}
+            "params": summary["params"], "train_flops": summary["train_flops"], "steps": summary["steps"],
+            "greedy_accuracy": summary["greedy_accuracy"], "train_seconds": summary["train_seconds"],
+            "cut_short": bool(summary.get("cut_short"))}
 
 
 def learned_kinds(cfg) -> set[str]:
@@ -129,35 +130,35 @@ def stage_prm(ctx: Ctx) -> dict:
 
     summary = _finished(out)
     if summary is None:
-        rc = RewardConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), seconds=c.prm_seconds,
-                          problems=c.prm_problems, samples=c.prm_samples, mc_samples=c.prm_mc_samples,
+        rc = RewardConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), seconds=c.cap_seconds,
+                          max_steps=c.prm_steps, problems=c.prm_problems, samples=c.prm_samples,
+                          mc_samples=c.prm_mc_samples,
                           eval_problems=c.prm_eval_problems, eval_samples=max(2, c.prm_samples), seed=c.seed)
-        with watch(ctx, "prm", out / "metrics.jsonl", c.prm_seconds):
-            summary = (train_prm if kind == "prm" else train_orm)(rc)
+        summary = (train_prm if kind == "prm" else train_orm)(rc)
     keep = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "checkpoint"}
-    return {"checkpoint": str(out / "checkpoint"), **keep}
+    return {"checkpoint": str(out / "checkpoint"), **keep, "cut_short": bool(summary.get("train/cut_short"))}
 
 
 def stage_rl(ctx: Ctx) -> dict:
-    """GRPO from the SFT checkpoint (rl_seconds 0: skipped, the SFT checkpoint is the final reasoner)."""
+    """GRPO from the SFT checkpoint (rl_updates 0: skipped, the SFT checkpoint is the final reasoner)."""
     c, out = ctx.cfg, ctx.dir("rl")
-    if c.rl_seconds <= 0:
-        return {"checkpoint": ctx.checkpoint("sft"), "skipped": "rl_seconds is 0"}
+    if c.rl_updates <= 0:
+        return {"checkpoint": ctx.checkpoint("sft"), "skipped": "rl_updates is 0"}
     from qstar.learn.grpo import GRPOConfig, train_grpo
 
     summary = _finished(out)
     if summary is None:
-        g = GRPOConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), seconds=c.rl_seconds,
-                       problems_per_batch=c.rl_problems_per_batch, group_size=c.rl_group_size, lr=c.rl_lr,
-                       eval_every=c.rl_seconds / max(1, c.rl_evals), eval_problems=c.eval_problems,
-                       save_every=max(10.0, c.rl_seconds / 4), seed=c.seed)
-        with watch(ctx, "rl", out / "metrics.jsonl", c.rl_seconds):
+        g = GRPOConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), max_updates=c.rl_updates,
+                       seconds=c.cap_seconds, problems_per_batch=c.rl_problems_per_batch, group_size=c.rl_group_size,
+                       lr=c.rl_lr, eval_every=max(1, c.rl_updates // max(1, c.rl_evals)),
+                       eval_problems=c.eval_problems, save_every=SAVE_EVERY, seed=c.seed)
+        with watch(ctx, "rl", out / "metrics.jsonl", c.rl_updates):
             summary = train_grpo(g)
     return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
             "problems_per_batch": c.rl_problems_per_batch, "group_size": c.rl_group_size,
             "greedy_accuracy_before": summary.get("greedy_accuracy_before"),
             "greedy_accuracy_after": summary.get("greedy_accuracy_after"), "updates": summary.get("updates"),
-            "train_seconds": summary.get("train_seconds")}
+            "train_seconds": summary.get("train_seconds"), "cut_short": bool(summary.get("cut_short"))}
 
 
 def stage_sweep(ctx: Ctx) -> dict:
@@ -187,14 +188,19 @@ def stage_report(ctx: Ctx) -> dict:
     sizes = getattr(get_task(ctx.cfg.task), "options", {})  # a mixture's component sizes (e.g. 2x2 digits)
     info = {"task": ctx.cfg.task, **({"task sizes": sizes} if sizes else {}), "preset": ctx.cfg.preset,
             "held-out problems": o["data"].get("families"),
-            "SFT": {k: o["sft"].get(k) for k in ("params", "train_seconds", "greedy_accuracy")},
+            "SFT": {k: o["sft"].get(k) for k in ("params", "steps", "train_seconds", "greedy_accuracy", "cut_short")},
             "RL": {k: o["rl"].get(k) for k in ("updates", "train_seconds", "greedy_accuracy_before",
-                                                 "greedy_accuracy_after", "skipped") if k in o["rl"]},
+                                                 "greedy_accuracy_after", "skipped", "cut_short") if k in o["rl"]},
             "scorer": ctx.cfg.scorer, "scorer training": {k: v for k, v in o.get("prm", {}).items()
                                                           if k.startswith(("eval/", "train/seconds", "skipped"))},
             "final checkpoint": ctx.checkpoint("rl")}
-    render_report(records, ctx.run, run_info=info)
+    render_report(records, ctx.run, run_info=info, cut_short=cut_short(o))
     return {"metrics": str(ctx.run / "metrics.jsonl"), "report": str(ctx.run / "report.html")}
+
+
+def cut_short(outputs: dict[str, dict]) -> list[str]:
+    """The training stages whose time cap stopped them before their update budget."""
+    return [name for name in ("sft", "prm", "rl") if outputs.get(name, {}).get("cut_short")]
 
 
 STAGES: dict[str, Callable[[Ctx], dict]] = {
@@ -263,9 +269,9 @@ def expected_seconds(cfg) -> dict[str, float]:
     from qstar.lab.sweep import budget_cap
 
     budget_sum = sum(b for s in cfg.strategies for b in cfg.budgets if budget_cap(s) is None or b <= budget_cap(s))
-    # SFT: the step budget at ~7 updates/s (tiny, idle 2-core machine) unless the time cap comes first
-    sft = min(cfg.sft_seconds, cfg.sft_steps / 7.0) * 1.1 + 3
-    return {"data": 1.0, "sft": sft, "prm": cfg.prm_seconds * 1.6 + 2 if learned_kind(cfg.scorer) else 0.0,
-            "rl": cfg.rl_seconds * 1.17 + 3 if cfg.rl_seconds > 0 else 0.0,
+    # rates of an idle 2-core machine (tiny): SFT ~3-7 updates/s, the PRM ~10, RL ~1; the bar corrects itself as
+    # each stage reports its own progress
+    return {"data": 1.0, "sft": cfg.sft_steps / 4.0 + 3, "prm": cfg.prm_steps / 10 + 10 if learned_kinds(cfg) else 0.0,
+            "rl": cfg.rl_updates * 1.2 + 3,
             "sweep": budget_sum * len(cfg.seeds) * cfg.sweep_problems * 0.007 + 2, "report": 3.0}
 

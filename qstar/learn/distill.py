@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from qstar.learn.budget import Budget
 from qstar.learn.expert_iteration import VERIFIERS, collect_verified
 from qstar.learn.sft import chain_budget, fit, greedy_accuracy
 from qstar.learn.stages import finish_stage, load_examples, load_model, save_examples, start_run
@@ -52,10 +53,11 @@ class DistillConfig:
     """Which traces to keep: "gold" (against the train answer) or "checker" (reference-free task check)."""
     max_per_problem: int = 2
     """Most kept traces per problem."""
-    seconds: float = 120.0
-    """Student training budget in seconds."""
-    steps: int = 0
-    """Student updates instead of a time budget (0: use seconds)."""
+    steps: int = 500
+    """Student updates (the budget: every machine trains the same student). 0: train for --seconds instead."""
+    seconds: float = 0.0
+    """Safety cap on training time in seconds; a run it stops is marked cut short. With --steps 0 it is the budget
+    itself. 0: no cap."""
     batch_size: int = 64
     """Sequences per update."""
     lr: float = 3e-3
@@ -77,7 +79,7 @@ def train_distill(cfg: DistillConfig) -> dict:
     if cfg.verifier not in VERIFIERS:
         raise ValueError(f"unknown --verifier {cfg.verifier!r}; choose from {', '.join(VERIFIERS)}")
     if cfg.seconds <= 0 and cfg.steps <= 0:
-        raise ValueError("give a positive --seconds or --steps budget")
+        raise ValueError("give a positive --steps (or --seconds) budget")
     student_cfg = ModelConfig.preset(cfg.preset)  # ValueError naming the presets
     configure_threads()
     from qstar.tasks import get_task
@@ -110,15 +112,17 @@ def train_distill(cfg: DistillConfig) -> dict:
     # 2) fresh student on the traces
     torch.manual_seed(cfg.seed)
     student = Transformer(student_cfg)
-    fstats = fit(student, tok, traces, seconds=cfg.seconds if cfg.steps <= 0 else None,
-                 steps=cfg.steps if cfg.steps > 0 else None, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
+    budget = Budget.of(cfg.steps, cfg.seconds)
+    fstats = fit(student, tok, traces, seconds=budget.seconds, steps=budget.steps, lr=cfg.lr,
+                 batch_size=cfg.batch_size, seed=cfg.seed)
 
     # 3) evaluate both, write the stage
     acc = greedy_accuracy(ModelPolicy(student, tok), eval_problems, max_tokens=max_tokens)
     teacher_acc = greedy_accuracy(teacher_policy, eval_problems, max_tokens=max_tokens)
     metrics = {"task": cfg.task, "traces": len(traces), **stats, "trace_seconds": trace_seconds,
                "student_params": student.num_params(), "teacher_params": teacher.num_params(),
-               "train/seconds": fstats["seconds"], "train/steps": fstats["steps"], "train/loss": fstats["loss"],
+               "train/seconds": fstats["seconds"], "train/steps": fstats["steps"],
+               "train/cut_short": fstats["cut_short"], "train/loss": fstats["loss"],
                "eval/greedy_accuracy": acc, "eval/teacher_greedy_accuracy": teacher_acc,
                "eval/problems": len(eval_problems)}
     summary = finish_stage(out, student, tok, stage="distill", config=asdict(cfg), metrics=metrics)

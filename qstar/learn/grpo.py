@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from qstar.learn.budget import Budget
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
 from qstar.learn.rewards import combine, parse_weights
 from qstar.learn.sft import chain_budget, greedy_accuracy
@@ -61,10 +62,11 @@ class GRPOConfig:
     """Task whose train split supplies problems and whose verifier gives the reward."""
     out: str = "runs/grpo"
     """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
-    seconds: float = 300.0
-    """Training time budget in seconds (evaluation and saving excluded)."""
-    max_updates: int = 0
-    """Stop after this many updates (0: only the time budget applies)."""
+    max_updates: int = 200
+    """Updates to train (the budget: every machine trains the same policy). 0: train for --seconds instead."""
+    seconds: float = 0.0
+    """Safety cap on training time in seconds (evaluation and saving excluded); a run it stops is marked cut short.
+    With --max-updates 0 it is the budget itself. 0: no cap."""
     problems_per_batch: int = 32
     """Distinct problems per update; each gets group_size samples."""
     group_size: int = 8
@@ -98,8 +100,8 @@ class GRPOConfig:
     """Sequences per forward/backward chunk (gradients accumulate; the update is the same, memory is bounded)."""
     eval_problems: int = 500
     """Held-out test-split problems for greedy accuracy (0: no evaluation)."""
-    eval_every: float = 60.0
-    """Seconds of training between greedy evaluations (0: only before and after)."""
+    eval_every: int = 50
+    """Updates between greedy evaluations (0: only before and after)."""
     save_every: float = 60.0
     """Seconds of training between resume snapshots (0: after every update)."""
     seed: int = 0
@@ -149,13 +151,12 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 
     if state["acc_before"] is None:
         state["acc_before"] = evaluate(0, 0.0)
-    marks = {"eval": state["seconds"], "save": state["seconds"]}
-    by = "seconds" if cfg.seconds > 0 else "step"  # the progress bar follows whichever budget is set
-    bar = tqdm(total=round(cfg.seconds if cfg.seconds > 0 else cfg.max_updates), initial=round(state[by]),
-               unit="s" if cfg.seconds > 0 else "update", dynamic_ncols=True, file=sys.stderr)
-    while (cfg.max_updates <= 0 or state["step"] < cfg.max_updates) and (
-        cfg.seconds <= 0 or state["seconds"] < cfg.seconds
-    ):
+    marks = {"eval": state["step"], "save": state["seconds"]}
+    budget = Budget.of(cfg.max_updates, cfg.seconds)
+    by = "step" if budget.steps else "seconds"  # the progress bar follows the budget, not the cap
+    bar = tqdm(total=round(budget.steps or budget.seconds), initial=round(state[by]),
+               unit="update" if budget.steps else "s", dynamic_ncols=True, file=sys.stderr)
+    while budget.running(state["step"], state["seconds"]):
         t0, step = time.perf_counter(), state["step"]
         # 1) sample G chains for each of P fresh train problems with the model's KV-cache sampler
         problems = task.generate(P, seed=cfg.seed * 1_000_003 + step, split="train")
@@ -209,8 +210,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         bar.update(max(0, min(round(state[by]), bar.total) - bar.n))
         bar.set_postfix(update=state["step"], reward=f"{m['rl/reward_mean']:.3f}", loss=f"{m.get('train/loss', 0):.4f}",
                         zero_std=f"{m['rl/frac_zero_std']:.2f}", refresh=False)
-        if cfg.eval_every > 0 and state["seconds"] - marks["eval"] >= cfg.eval_every:
-            marks["eval"] = state["seconds"]
+        if cfg.eval_every > 0 and state["step"] - marks["eval"] >= cfg.eval_every:
+            marks["eval"] = state["step"]
             evaluate(state["step"], state["seconds"])
         if state["seconds"] - marks["save"] >= cfg.save_every:
             marks["save"] = state["seconds"]
@@ -222,6 +223,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         "stage": "grpo", "task": cfg.task, "init": cfg.init, "loss": cfg.loss,
         "greedy_accuracy_before": state["acc_before"], "greedy_accuracy_after": acc_after,
         "eval_problems": len(eval_problems), "train_seconds": state["seconds"], "updates": state["step"],
+        "cut_short": budget.cut_short(state["step"]),
         "seconds_per_update": state["seconds"] / max(1, state["step"]), "skipped_updates": state["skipped"],
         "zero_signal_updates": state["zero_signal"], "max_completion_tokens": max_new,
         "reward_curve": state["reward_curve"], "checkpoint": str(out / "checkpoint"), "config": asdict(cfg),

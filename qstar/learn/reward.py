@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from qstar.learn.budget import Budget
 from qstar.learn.reward_eval import evaluate_scorer, is_correct
 from qstar.learn.sft import chain_budget
 from qstar.learn.stages import load_model, start_run
@@ -81,10 +82,11 @@ class RewardConfig:
     """PRM step-score aggregation for a chain score: min, prod, last or mean."""
     balance: bool = True
     """Weight positive and negative targets equally in the loss (labels are skewed towards the policy's accuracy)."""
-    seconds: float = 90.0
-    """Reward-model training budget in seconds."""
-    max_steps: int = 0
-    """Stop after this many updates (0: only the time budget)."""
+    max_steps: int = 300
+    """Reward-model updates (the budget: every machine trains the same verifier). 0: train for --seconds instead."""
+    seconds: float = 0.0
+    """Safety cap on training time in seconds; a run it stops is marked cut short. With --max-steps 0 it is the
+    budget itself. 0: no cap."""
     batch_size: int = 32
     """Chains per update."""
     lr: float = 3e-4
@@ -219,7 +221,8 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
                seconds: float | None = None, steps: int | None = None, lr: float = 3e-4, batch_size: int = 32,
                weight_decay: float = 0.01, balance: bool = True, warmup_steps: int = 20, bf16: bool = False,
                head_lr_mult: float = 10.0, seed: int = 0) -> dict:
-    """BCE of the head at every step end against soft targets in [0, 1]; returns {steps, seconds, loss, first_loss}.
+    """BCE of the head at every step end against soft targets in [0, 1]; returns {steps, seconds, loss, first_loss,
+    cut_short}.
 
     A NaN target leaves its step untrained (e.g. an outcome verifier trained at the final position only).
 
@@ -230,8 +233,7 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
     """
     if not items:
         raise ValueError("no labelled chains to train the reward model on (all chains empty?)")
-    if seconds is None and steps is None:
-        raise ValueError("fit_reward needs a time budget (seconds) or a number of steps")
+    budget = Budget(steps, seconds)
     targets = [t for _, _, ts in items for t in ts if not math.isnan(t)]
     if not targets:
         raise ValueError("every reward target is NaN: nothing to train on")
@@ -254,12 +256,12 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
     order: list[int] = []
     step, trained, loss_ema, first, bad = 0, 0.0, float("nan"), float("nan"), 0
     model.train()
-    while (steps is None or step < steps) and (seconds is None or trained < seconds):
+    while budget.running(step, trained):
         t0 = time.perf_counter()
         if len(order) < batch_size:  # epochs in shuffled order
             order += rng.sample(range(len(enc)), len(enc))
         batch, order = [enc[i] for i in order[:batch_size]], order[batch_size:]
-        frac = max(step / steps if steps else 0.0, trained / seconds if seconds else 0.0)
+        frac = budget.progress(step, trained)
         for g in opt.param_groups:
             warm = min(1.0, (step + 1) / warmup_steps)
             g["lr"] = g["mult"] * lr * warm * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))  # cosine to 10%
@@ -291,7 +293,8 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         first = loss.item() if math.isnan(first) else first
         loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
     model.eval()
-    return {"steps": step, "seconds": trained, "loss": loss_ema, "first_loss": first}
+    return {"steps": step, "seconds": trained, "loss": loss_ema, "first_loss": first,
+            "cut_short": budget.cut_short(step)}
 
 
 # --------------------------------------------------------------------------------------------------- entrypoints
@@ -319,7 +322,7 @@ def _check(cfg: RewardConfig, kind: str) -> None:
     if min(cfg.problems, cfg.samples, cfg.eval_samples) < 1 or cfg.eval_problems < 0:
         raise ValueError("--problems, --samples and --eval-samples must be >= 1")
     if cfg.seconds <= 0 and cfg.max_steps <= 0:
-        raise ValueError("give a positive --seconds or --max-steps budget")
+        raise ValueError("give a positive --max-steps (or --seconds) budget")
 
 
 def _train(cfg: RewardConfig, kind: str) -> dict:
@@ -359,8 +362,9 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
     # 3) the reward model: the policy's own trunk or a fresh separate one
     trunk = policy_model if cfg.trunk == "shared" else Transformer(ModelConfig.preset(cfg.trunk))
     model = RewardModel(trunk, kind=kind)
-    stats = fit_reward(model, tok, items, seconds=cfg.seconds if cfg.seconds > 0 else None,
-                       steps=cfg.max_steps if cfg.max_steps > 0 else None, lr=cfg.lr, batch_size=cfg.batch_size,
+    budget = Budget.of(cfg.max_steps, cfg.seconds)
+    stats = fit_reward(model, tok, items, seconds=budget.seconds, steps=budget.steps, lr=cfg.lr,
+                       batch_size=cfg.batch_size,
                        weight_decay=cfg.weight_decay, balance=cfg.balance, seed=cfg.seed)
 
     # 4) evaluate on held-out problems' samples (the policy is reloaded: a shared trunk was fine-tuned in place)
@@ -374,7 +378,8 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
         metrics = evaluate_scorer(scorer, eval_problems, chains)
     summary = {"stage": kind, "task": cfg.task, "kind": kind, "trunk": cfg.trunk, "params": model.num_params(),
                "train/chains": len(records), "train/positive_rate": pos_rate, "train/label_seconds": label_seconds,
-               "train/seconds": stats["seconds"], "train/steps": stats["steps"], "train/loss": stats["loss"],
+               "train/seconds": stats["seconds"], "train/steps": stats["steps"],
+               "train/cut_short": stats["cut_short"], "train/loss": stats["loss"],
                "train/first_loss": stats["first_loss"], **metrics, "eval/n": cfg.eval_samples,
                "checkpoint": str(out / "checkpoint"), "config": asdict(cfg)}
     save_reward_model(out / "checkpoint", model, tok, meta={"stage": kind, "config": asdict(cfg), "metrics": summary})

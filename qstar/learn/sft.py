@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
+from qstar.learn.budget import Budget
 from qstar.learn.optim import MuonAdamW, make_optimizer
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
@@ -63,12 +64,14 @@ class SFTConfig:
     """Start from this checkpoint (run dir or HF dir) instead of a fresh model."""
     preset: str = "small"
     """Model size preset for a fresh model (tiny, small, base)."""
-    seconds: float = 300.0
-    """Training time budget in seconds (evaluation time excluded). The LR schedule spans it."""
-    max_steps: int = 0
-    """Stop after this many updates (0: only the time budget applies)."""
+    max_steps: int = 1000
+    """Updates to train (the budget: every machine trains the same model). The LR schedule spans them. 0: train for
+    --seconds instead."""
+    seconds: float = 0.0
+    """Safety cap on training time in seconds (evaluation excluded); a run it stops is marked cut short. With
+    --max-steps 0 it is the budget itself. 0: no cap."""
     batch_size: int = 32
-    """Sequences per update. Small batches won on 3x3 multiplication: more updates in the time budget (LOG.md)."""
+    """Sequences per update. Small batches won on 3x3 multiplication: more updates for the same compute (LOG.md)."""
     optimizer: str = "muon"
     """``muon`` (Muon on hidden matrices, AdamW on the rest) or ``adamw``; see qstar.learn.optim. Muon copied
     strings from the prompt 94.5% right after 725 updates where AdamW got 12% after 2000, and doubled the demo
@@ -83,18 +86,15 @@ class SFTConfig:
     """Decoupled weight decay."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
-    bf16: bool = True
-    """bf16 autocast for the matmuls (attention and the loss stay fp32), on CPUs that multiply bf16 in hardware
-    (AVX512-BF16/AMX; elsewhere it falls back to fp32 with a note). On this 2-core CPU `small` made 1609 updates in
-    300 s against fp32's 943, and 3x3 multiplication reached 88% at 120 s instead of 3% (LOG.md, 2026-12-02)."""
-    eval_every: float = 60.0
-    """Seconds of training between greedy evaluations."""
-    eval_at: list[float] = field(default_factory=list)
-    """Extra greedy evaluations at these seconds of training (e.g. log-spaced points for a chart with a log-FLOPs
-    axis, where evenly spaced ones would all sit at its right end)."""
+    bf16: bool = False
+    """bf16 autocast for the matmuls (attention and the loss stay fp32). Faster at `small`'s width on CPUs that
+    multiply bf16 in hardware (AVX512-BF16/AMX; elsewhere it falls back to fp32 with a note), but it trains a
+    different model than fp32 does, so it is opt-in: by default every CPU trains the same fp32 model (LOG.md)."""
+    eval_every: int = 250
+    """Updates between greedy evaluations (0: only at the end)."""
     eval_at_steps: list[int] = field(default_factory=list)
-    """Extra greedy evaluations after these numbers of updates (the same, counted in updates: where a step budget
-    ends training, points in seconds would land in different places on fast and slow machines)."""
+    """Extra greedy evaluations after these numbers of updates (e.g. log-spaced points for a chart with a log-FLOPs
+    axis, where evenly spaced ones would all sit at its right end)."""
     eval_problems: int = 500
     """Held-out test-split problems for greedy evaluation."""
     save_every: float = 60.0
@@ -164,12 +164,13 @@ def fit(
 
     examples: a list (sampled with replacement) or a callable ``rng -> (question, chain)``.
     optimizer: a name from :data:`qstar.learn.optim.OPTIMIZERS` or a built optimizer (e.g. one restored for resume).
+    Budget: ``steps`` updates with ``seconds`` as a safety cap, or ``seconds`` alone (qstar.learn.budget.Budget).
     callback(state) runs after every update with keys step, seconds, loss, lr, tokens, pairs, optimizer; returning
-    True stops training. Returns {steps, seconds, tokens, pairs, loss, tokens_per_second}; tokens count padding (it is
+    True stops training. Returns {steps, seconds, tokens, pairs, loss, tokens_per_second, cut_short (a step budget
+    not reached)}; tokens count padding (it is
     computed), pairs are the causal query-key pairs attended (for attention FLOPs). Seconds exclude callback time.
     """
-    if seconds is None and steps is None:
-        raise ValueError("fit needs a time budget (seconds) or a number of steps")
+    budget = Budget(steps, seconds)
     if not callable(examples) and len(examples) == 0:
         raise ValueError("fit got an empty example list: nothing to train on")
     rng = random.Random(seed * 1_000_003 + start_step)
@@ -181,17 +182,17 @@ def fit(
     step, trained, tokens, pairs, loss_ema = start_step, start_seconds, 0, 0, float("nan")
     bar = _bar(seconds, steps, start_seconds, start_step) if progress else None
     queue: list[list[tuple[list[int], int]]] = []
-    while (steps is None or step < steps) and (seconds is None or trained < seconds):
+    while budget.running(step, trained):
         t0 = time.perf_counter()
         # 1) a batch of similar-length examples -> padded ids with prompt tokens masked out of the loss
         if not queue:
             queue = _length_buckets([encode_example(tokenizer, *draw(rng)) for _ in range(batch_size * BUCKETS)],
                                     batch_size, rng)
         inputs, labels = collate(queue.pop(), tokenizer.pad_id)
-        # 2) warm-up then cosine decay over whichever budget runs out first
-        frac = max(step / steps if steps else 0.0, trained / seconds if seconds else 0.0)
+        # 2) warm-up then cosine decay over the step budget (a time cap never bends the schedule)
+        rate = lr_at(budget.progress(step, trained), step, lr=lr, warmup=warmup_steps, min_ratio=min_lr_ratio)
         for group in opt.param_groups:
-            group["lr"] = lr_at(frac, step, lr=lr, warmup=warmup_steps, min_ratio=min_lr_ratio)
+            group["lr"] = rate
         # 3) forward under bf16 autocast, loss in fp32
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(inputs)
@@ -222,7 +223,8 @@ def fit(
         bar.close()
     run_secs = trained - start_seconds
     return {"steps": step, "seconds": trained, "tokens": tokens, "pairs": pairs, "loss": loss_ema,
-            "tokens_per_second": tokens / run_secs if run_secs > 0 else 0.0, "optimizer": opt}
+            "tokens_per_second": tokens / run_secs if run_secs > 0 else 0.0, "optimizer": opt,
+            "cut_short": budget.cut_short(step)}
 
 
 #: batches drawn at once and cut by length: on the task mixture (chains of 60-300 tokens) padding every batch to its
@@ -244,7 +246,7 @@ class _bar:
     def __init__(self, seconds, steps, start_seconds, start_step):
         from tqdm import tqdm
 
-        self.by_time = seconds is not None
+        self.by_time = steps is None
         total = seconds if self.by_time else steps
         self.t = tqdm(total=round(total), initial=round(start_seconds if self.by_time else start_step),
                       unit="s" if self.by_time else "step", dynamic_ncols=True, file=sys.stderr)
@@ -291,7 +293,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     out = Path(cfg.out)
     task = get_task(cfg.task)
     if cfg.seconds <= 0 and cfg.max_steps <= 0:
-        raise ValueError("give a positive --seconds or --max-steps budget")
+        raise ValueError("give a positive --max-steps (or --seconds) budget")
+    budget = Budget.of(cfg.max_steps, cfg.seconds)
     summary_path, resume_dir = out / "summary.json", out / "resume"
     if summary_path.exists() and not cfg.force:
         raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
@@ -318,10 +321,10 @@ def train_sft(cfg: SFTConfig) -> dict:
     # evaluation (outside the timed training) because a shared machine's speed drifts during a run; MFU uses the median.
     bf16 = cfg.bf16 and native_bf16()
     if cfg.bf16 and not bf16:
-        print("note: this CPU has no native bf16 matmul; training in fp32 (--no-bf16 silences this)", file=sys.stderr)
+        print("note: this CPU has no native bf16 matmul; training in fp32", file=sys.stderr)
     peak_dtype = torch.bfloat16 if bf16 else torch.float32
     peaks = [matmul_peak_flops(dtype=peak_dtype)]
-    fp32_peak = matmul_peak_flops() if bf16 else None  # bf16 runs: MFU in the fp32 convention too (REFERENCE.md's)
+    fp32_peak = matmul_peak_flops() if bf16 else None  # bf16 runs: MFU in the fp32 convention too (LOG.md's)
 
     def run_flops(tokens: int, pairs: int) -> float:  # this process's training FLOPs, attention included
         return train_flops(params, tokens, attention=attention_flops(model.cfg.n_layers, model.cfg.d_model, pairs))
@@ -341,8 +344,7 @@ def train_sft(cfg: SFTConfig) -> dict:
 
     draw.buf = []  # type: ignore[attr-defined]
     metrics_path = out / "metrics.jsonl"
-    marks = {"eval": state["seconds"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
-    pending = sorted(t for t in cfg.eval_at if t > state["seconds"])  # a resumed run skips the points it passed
+    marks = {"eval": state["step"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
     pending_steps = sorted(n for n in cfg.eval_at_steps if n > state["step"])
 
     def evaluate(step: int, seconds: float, flops: float) -> float:
@@ -365,9 +367,9 @@ def train_sft(cfg: SFTConfig) -> dict:
         if s["step"] % 25 == 0:
             append_jsonl(metrics_path, {"stage": "sft", "step": s["step"], "seconds": s["seconds"], "flops": flops,
                                         "train/loss": s["loss"], "train/lr": s["lr"]})
-        due = _reached(pending, s["seconds"]) | _reached(pending_steps, s["step"])  # | : both lists advance
-        if due or s["seconds"] - marks["eval"] >= cfg.eval_every:
-            marks["eval"] = s["seconds"]
+        due = _reached(pending_steps, s["step"])  # a resumed run skips the points it passed
+        if due or (cfg.eval_every > 0 and s["step"] - marks["eval"] >= cfg.eval_every):
+            marks["eval"] = s["step"]
             evaluate(s["step"], s["seconds"], flops)
         if s["seconds"] - marks["save"] >= cfg.save_every:
             marks["save"] = s["seconds"]
@@ -378,8 +380,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     # 3) train
-    stats = fit(model, tok, draw, seconds=cfg.seconds if cfg.seconds > 0 else None,
-                steps=cfg.max_steps if cfg.max_steps > 0 else None, lr=cfg.lr, batch_size=cfg.batch_size,
+    stats = fit(model, tok, draw, seconds=budget.seconds, steps=budget.steps, lr=cfg.lr, batch_size=cfg.batch_size,
                 warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay,
                 grad_clip=cfg.grad_clip, bf16=bf16, seed=cfg.seed, optimizer=opt, start_step=state["step"],
                 start_seconds=state["seconds"], callback=callback, progress=True)
@@ -393,7 +394,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     tps = stats["tokens_per_second"]
     summary = {
         "stage": "sft", "task": cfg.task, "greedy_accuracy": acc, "eval_problems": len(eval_problems),
-        "train_seconds": stats["seconds"], "steps": stats["steps"], "tokens": total_tokens,
+        "train_seconds": stats["seconds"], "steps": stats["steps"], "cut_short": stats["cut_short"],
+        "tokens": total_tokens,
         "tokens_per_second": tps, "train_flops": total_flops, "matmul_peak_flops": peak,
         "peak_dtype": str(peak_dtype).removeprefix("torch."), "mfu": achieved / peak if peak else 0.0,
         "mfu_vs_fp32_peak": achieved / (fp32_peak or peak) if peak else 0.0,
