@@ -8,6 +8,9 @@
    checker accepts, SFT on them), greedy pass@1 after each round;
 3) JSON lines: {"what": "sft"|"ei_round"|"result", ...}; "result" has the ratio final / SFT and doubled: bool.
 Everything is resumable: rerun the same command after a kill.
+Every budget is counted in updates or samples, never seconds: SFT runs ``--sft-steps`` updates, each round searches
+``--problems`` x ``--samples`` chains and trains ``--ei-epochs`` passes over the kept ones. ``--max-seconds`` is only a
+safety cap on the SFT run; if it stops SFT early the "sft" and "result" lines say ``"cut_short": true``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_common import SAFETY_SECONDS, sft_report, sft_warmup
+
 import qstar  # noqa: F401  (thread env before torch)
 from qstar.config import parse_config
 from qstar.learn.expert_iteration import ExpertIterationConfig, train_expert_iteration
-from qstar.learn.sft import SFTConfig, chain_budget, greedy_accuracy, train_sft
+from qstar.learn.sft import chain_budget, greedy_accuracy
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.runio import append_jsonl
 from qstar.tasks import get_task
@@ -38,8 +43,10 @@ class Args:
     """Task name."""
     preset: str = "small"
     """Model preset for the SFT model."""
-    sft_seconds: float = 300.0
-    """SFT training budget."""
+    sft_steps: int = 640
+    """SFT updates (LOG.md's 11.3% checkpoint, the baseline of the logged rounds, came from a 300 s run of 636)."""
+    max_seconds: float = SAFETY_SECONDS
+    """Safety cap in seconds on the SFT run (a run it stops is cut_short)."""
     rounds: int = 6
     """Expert-iteration rounds (greedy pass@1 still rose after 3: 17.0% -> 23.0% after 6, LOG.md 2026-11-22)."""
     problems: int = 2048
@@ -94,13 +101,15 @@ def main(args: Args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # 1) SFT baseline
+    sft: dict = {}
     if args.sft:
         sft_dir = resolve_checkpoint(args.sft)
     else:
         run = out / "sft"
-        if not (run / "summary.json").exists():
-            train_sft(SFTConfig(task=args.task, out=str(run), preset=args.preset, seconds=args.sft_seconds,
-                                eval_problems=args.eval_problems, eval_every=1e9, seed=args.seed))
+        done = run / "summary.json"  # resumable: no --force, a killed run continues from run/resume
+        sft = sft_report(json.loads(done.read_text()), args.sft_steps) if done.exists() else sft_warmup(
+            args.task, run, steps=args.sft_steps, max_seconds=args.max_seconds, preset=args.preset,
+            eval_problems=args.eval_problems, seed=args.seed, force=False)
         sft_dir = run / "checkpoint"
     ei = ExpertIterationConfig(init=str(sft_dir), task=args.task, out=str(out / "ei"), rounds=args.rounds,
                                problems=args.problems, samples=args.samples, temperature=args.temperature,
@@ -113,7 +122,8 @@ def main(args: Args) -> None:
     base = summary["init_greedy_accuracy"]
     log({"what": "sft", "greedy_pass@1": base, "sampled_pass@1": summary.get("init_sample_accuracy"),
          "checkpoint": str(sft_dir), "tinyzero_pass@1":
-         tinyzero_accuracy(sft_dir, args.tinyzero) if args.tinyzero else None}, out)
+         tinyzero_accuracy(sft_dir, args.tinyzero) if args.tinyzero else None, **sft,
+         "cut_short": bool(sft.get("sft_cut_short"))}, out)
     # 2) rounds
     for r in summary["rounds"]:
         log({"what": "ei_round", "round": r.get("round"), "greedy_pass@1": r.get("eval/greedy_accuracy"),
@@ -128,7 +138,8 @@ def main(args: Args) -> None:
     log({"what": "result", "sft_pass@1": base, "ei_pass@1": final, "ratio": final / base if base else None,
          "doubled": bool(base and final >= 2 * base), "sft_sampled_pass@1": s0, "ei_sampled_pass@1": s1,
          "sampled_ratio": s1 / s0 if s0 and s1 is not None else None, "tinyzero_pass@1":
-         tinyzero_accuracy(final_ckpt, args.tinyzero) if args.tinyzero else None}, out)
+         tinyzero_accuracy(final_ckpt, args.tinyzero) if args.tinyzero else None,
+         "cut_short": bool(sft.get("sft_cut_short"))}, out)
 
 
 if __name__ == "__main__":

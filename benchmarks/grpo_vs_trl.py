@@ -1,6 +1,6 @@
 """Seconds per GRPO update: qstar's trainer vs TRL's GRPOTrainer on the same model, prompts and settings.
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py [--init CKPT] [--task mult] [--updates 5] [--threads 2]
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--init CKPT] [--task mult] [--updates 5] [--threads 2] [--quick]
 
 TRL is a benchmark peer only (``pip install -e '.[bench]'``). Both sides, in one process with the same torch threads:
 the same checkpoint (TRL loads it with ``AutoModelForCausalLM.from_pretrained``), the same train-split prompts with
@@ -8,20 +8,32 @@ the same checkpoint (TRL loads it with ``AutoModelForCausalLM.from_pretrained``)
 lr, the ``grpo`` loss without KL (beta 0), one on-policy update per generation, fp32, AdamW, grad clip 1. Each side
 runs ``warmup`` untimed updates first. Completions stop at <eos> on both sides; mean completion tokens per update are
 reported for each so a length difference is visible, and the sampling share of each update. qstar runs no
-forward/backward for chains whose advantage is 0 (groups with all-equal rewards, share ``qstar_frac_zero_std``):
-they add exactly nothing to the loss, so both sides take the same update. Per-update times are medians over the
-timed updates. Prints one JSON line with qstar_s_per_update, trl_s_per_update and speedup.
-Without ``--init`` an SFT checkpoint is trained first (``--sft-seconds``).
+forward/backward for chains whose advantage is 0 (share ``qstar_frac_zero_std`` of the groups): they add exactly
+nothing to the loss, so both sides take the same update. Per-update times are medians over the timed updates.
+
+Equal work: a speedup is only printed when both sides computed a gradient in every timed update. qstar skips an
+update whose groups all have equal rewards (no learning signal: a checkpoint at 0% or 100%), TRL computes it anyway;
+a skipped update is not a fast one. When qstar skipped any, a time cap cut a side short, or the completion lengths
+differ by more than ``length_tolerance``, the output says ``"equal_work": false`` with the reason in
+``unequal_work``, ``speedup`` is null, and a warning goes to stderr. Per-side medians count only the updates that
+computed a gradient.
+
+Without ``--init`` an SFT checkpoint is trained first for ``--sft-steps`` updates (a step budget, so a slow host
+trains the same checkpoint: one with mixed rewards, whose GRPO groups carry signal). ``--max-seconds`` is only a
+safety cap on each training run; a run it stops says ``"cut_short": true``. Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from bench_common import SAFETY_SECONDS, cut_short, sft_warmup, warn
 
 from qstar.config import parse_config
 from qstar.learn.grpo import GRPOConfig, train_grpo
@@ -33,13 +45,17 @@ from qstar.runio import read_jsonl
 from qstar.tasks import Problem, get_task
 from qstar.tasks.format import render_prompt
 
+#: what ``--quick`` changes: a toy-size smoke test of the whole path (seconds, not a measurement)
+QUICK = {"preset": "tiny", "sft_steps": 30, "sft_eval_problems": 20, "problems_per_batch": 4, "group_size": 4,
+         "max_completion_tokens": 48, "updates": 2, "warmup": 1}
+
 
 @dataclass
 class BenchConfig:
-    """qstar GRPO vs TRL GRPOTrainer, seconds per update."""
+    """qstar GRPO vs TRL GRPOTrainer, seconds per update at equal work."""
 
     init: str = ""
-    """qstar checkpoint (run dir or HF dir); empty: SFT-train one for --sft-seconds first."""
+    """qstar checkpoint (run dir or HF dir); empty: SFT-train one for --sft-steps updates first."""
     task: str = "mult"
     """Task for prompts and the correctness reward."""
     problems_per_batch: int = 32
@@ -56,28 +72,79 @@ class BenchConfig:
     """Learning rate (both sides)."""
     threads: int = 0
     """torch threads for both sides (0: $OMP_NUM_THREADS or all usable cores)."""
-    sft_seconds: float = 120.0
-    """SFT budget when no --init is given."""
+    preset: str = "small"
+    """Model size of the SFT warm-up when no --init is given."""
+    sft_steps: int = 480
+    """SFT updates when no --init is given. 3x3 multiplication, `small`, Muon, fp32, batch 32, seed 0: 480 updates gave
+    51% greedy on 200 held-out problems and a T=1 reward mean of 0.16 with 56% of GRPO groups mixed, so both sides
+    compute every update (400 updates: 2% greedy and every group zero-variance; 600: 100% greedy)."""
+    sft_eval_problems: int = 200
+    """Held-out problems for the warm-up's greedy accuracy (reported)."""
+    max_seconds: float = SAFETY_SECONDS
+    """Safety cap in seconds on each training run (warm-up, each side's GRPO); a run it stops is cut_short."""
+    length_tolerance: float = 0.25
+    """Mean completion lengths of the two sides further apart than this fraction count as unequal work."""
+    quick: bool = False
+    """Toy size for a smoke test (tiny preset, 30 SFT steps, 4 x 4 completions, 2 timed updates): no figure to read."""
     seed: int = 0
     """Seed."""
 
 
+def require_trl() -> None:
+    """Fail in one line, before any training, when the peer is not installed."""
+    try:
+        import datasets  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"benchmarks/grpo_vs_trl.py needs TRL ({e.name} is missing): pip install -e '.[bench]'") from e
+
+
+def work_accounting(q_times: list[float], q_computed: list[bool], t_times: list[float], *, updates: int,
+                    q_tokens: float | None = None, t_tokens: float | None = None,
+                    length_tolerance: float = 0.25) -> dict:
+    """Per-update seconds of each side over the timed updates that computed a gradient, and whether the two sides
+    did equal work; the speedup is None (with the reason in ``unequal_work``) when they did not.
+
+    q_times, q_computed: qstar's timed updates and whether each computed a gradient (qstar skips an update whose
+    groups all have equal rewards). t_times: TRL's timed updates (TRL computes a gradient in every one).
+    updates: the timed updates asked of each side. q_tokens, t_tokens: mean completion tokens per update."""
+    q_done = [t for t, c in zip(q_times, q_computed) if c]
+    reasons = []
+    if len(q_done) < len(q_times):
+        reasons.append(f"qstar skipped {len(q_times) - len(q_done)} of its {len(q_times)} timed updates (no gradient: "
+                       "every group had equal rewards, or a non-finite loss) while TRL computed all of its")
+    if len(q_times) < updates or len(t_times) < updates:
+        reasons.append(f"a side stopped early: qstar ran {len(q_times)}, TRL {len(t_times)} of {updates} timed updates")
+    if q_tokens and t_tokens and max(q_tokens, t_tokens) > (1 + length_tolerance) * min(q_tokens, t_tokens):
+        reasons.append(f"completion lengths differ: qstar {q_tokens:.0f} vs TRL {t_tokens:.0f} tokens per update "
+                       f"(more than {length_tolerance:.0%} apart)")
+    q_s = statistics.median(q_done) if q_done else None
+    t_s = statistics.median(t_times) if t_times else None
+    equal = not reasons and q_s is not None and t_s is not None
+    return {"equal_work": equal, "unequal_work": "; ".join(reasons) or None,
+            "speedup": round(t_s / q_s, 2) if equal else None,
+            "qstar_s_per_update": q_s and round(q_s, 4), "trl_s_per_update": t_s and round(t_s, 4),
+            "qstar_updates_computed": len(q_done), "trl_updates_computed": len(t_times), "timed_updates": updates}
+
+
 def run_qstar(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
-    cfg = GRPOConfig(init=ckpt, task=b.task, out=str(out), seconds=0, max_updates=b.warmup + b.updates,
+    steps = b.warmup + b.updates
+    cfg = GRPOConfig(init=ckpt, task=b.task, out=str(out), seconds=b.max_seconds, max_updates=steps,
                      problems_per_batch=b.problems_per_batch, group_size=b.group_size, lr=b.lr, warmup_updates=0,
                      loss="grpo", max_completion_tokens=max_new, eval_problems=0, save_every=1e9, seed=b.seed,
                      force=True)
-    s = train_grpo(cfg)
+    train_grpo(cfg)
     rows = [r for r in read_jsonl(out / "metrics.jsonl") if "rl/reward_mean" in r]
     clock = [0.0] + [r["seconds"] for r in rows]
-    per = [clock[i + 1] - clock[i] for i in range(b.warmup, len(rows))]
     n = b.problems_per_batch * b.group_size
     timed = rows[b.warmup:]
-    return {"s_per_update": statistics.median(per), "tokens_per_update": statistics.mean(
-        r["rl/response_len"] * n for r in timed), "skipped": s["skipped_updates"] + s["zero_signal_updates"],
-        "reward_mean": statistics.mean(r["rl/reward_mean"] for r in rows),
-        "sample_s": statistics.median(r["time/sample"] for r in timed),
-        "frac_zero_std": statistics.mean(r["rl/frac_zero_std"] for r in timed)}
+    return {"times": [clock[i + 1] - clock[i] for i in range(b.warmup, len(rows))],
+            "computed": ["train/loss" in r for r in timed],  # an optimizer step ran on a gradient
+            "tokens_per_update": statistics.mean(r["rl/response_len"] * n for r in timed) if timed else None,
+            "reward_mean": statistics.mean(r["rl/reward_mean"] for r in rows),
+            "sample_s": statistics.median(r["time/sample"] for r in timed) if timed else None,
+            "frac_zero_std": statistics.mean(r["rl/frac_zero_std"] for r in timed) if timed else None,
+            "cut_short": cut_short(len(rows), steps)}
 
 
 def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
@@ -98,17 +165,20 @@ def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
         return correctness([Problem.from_json(json.loads(s)) for s in problem], completions, finished=finished)
 
     class Clock(TrainerCallback):
-        """Wall time between consecutive update ends: generation, rewards, loss, step and TRL's own bookkeeping."""
+        """Wall time between consecutive update ends (generation, rewards, loss, step and TRL's own bookkeeping);
+        stops training at the safety cap."""
 
         def __init__(self):
-            self.ends, self.lengths = [], []
+            self.start, self.ends, self.logs = time.perf_counter(), [], []
 
         def on_step_end(self, args, state, control, **kw):
             self.ends.append(time.perf_counter())
+            if self.ends[-1] - self.start > b.max_seconds:
+                control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
-                self.lengths.append(logs["completions/mean_length"])
+                self.logs.append(logs)
 
     args = TRLConfig(
         output_dir=str(out), per_device_train_batch_size=b.problems_per_batch * b.group_size,
@@ -134,27 +204,44 @@ def run_trl(b: BenchConfig, ckpt: str, max_new: int, out: Path) -> dict:
             generation.append(time.perf_counter() - t0)
 
     trainer._generate = timed_generate
+    clock.start = time.perf_counter()
     trainer.train()
-    per = [clock.ends[i] - clock.ends[i - 1] for i in range(b.warmup, len(clock.ends))]
     n = b.problems_per_batch * b.group_size
-    return {"s_per_update": statistics.median(per), "tokens_per_update": statistics.mean(
-        length * n for length in clock.lengths[b.warmup:]) if clock.lengths else None,
-        "sample_s": statistics.median(generation[b.warmup:]) if len(generation) > b.warmup else None}
+    timed = clock.logs[b.warmup:]
+
+    def mean_of(key: str, scale: float = 1.0):
+        vals = [log[key] * scale for log in timed if key in log]
+        return statistics.mean(vals) if vals else None
+
+    return {"times": [clock.ends[i] - clock.ends[i - 1] for i in range(b.warmup, len(clock.ends))],
+            "tokens_per_update": mean_of("completions/mean_length", n),
+            "sample_s": statistics.median(generation[b.warmup:]) if len(generation) > b.warmup else None,
+            "frac_zero_std": mean_of("frac_reward_zero_std"), "reward_mean": mean_of("reward"),
+            "cut_short": cut_short(len(clock.ends), steps)}
+
+
+def rounded(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def main(argv: list[str] | None = None) -> dict:
     import torch  # after qstar, which sets the thread environment first
 
     b = parse_config(BenchConfig, argv, prog="benchmarks/grpo_vs_trl.py")
+    if b.quick:
+        b = replace(b, **QUICK)
     if b.warmup < 1 or b.updates < 1:
         raise SystemExit("need --warmup >= 1 and --updates >= 1")
+    require_trl()
     threads = configure_threads(b.threads or None)
     tmp = Path(tempfile.mkdtemp(prefix="qstar_bench_trl_"))
-    init = b.init
+    init, sft = b.init, {}
     if not init:
-        from qstar.learn.sft import SFTConfig, train_sft
-
-        train_sft(SFTConfig(task=b.task, out=str(tmp / "sft"), seconds=b.sft_seconds, eval_problems=100, force=True))
+        sft = sft_warmup(b.task, tmp / "sft", steps=b.sft_steps, max_seconds=b.max_seconds, preset=b.preset,
+                         eval_problems=b.sft_eval_problems, seed=b.seed)
+        if not 0.0 < sft["sft_greedy_accuracy"] < 1.0:
+            warn(f"the SFT warm-up's greedy accuracy is {sft['sft_greedy_accuracy']:.1%}: GRPO groups will have "
+                 "little reward variance, and qstar skips updates without any")
         init = str(tmp / "sft")
     ckpt = str(resolve_checkpoint(init))
     task = get_task(b.task)
@@ -164,14 +251,18 @@ def main(argv: list[str] | None = None) -> dict:
     t = run_trl(b, ckpt, max_new, tmp / "trl")
     import trl
 
+    work = work_accounting(q["times"], q["computed"], t["times"], updates=b.updates, q_tokens=q["tokens_per_update"],
+                           t_tokens=t["tokens_per_update"], length_tolerance=b.length_tolerance)
+    if not work["equal_work"]:
+        warn(f"unequal work, no speedup reported: {work['unequal_work']}")
     result = {
-        "bench": "grpo_vs_trl", "qstar_s_per_update": round(q["s_per_update"], 4),
-        "trl_s_per_update": round(t["s_per_update"], 4), "speedup": round(t["s_per_update"] / q["s_per_update"], 2),
-        "qstar_completion_tokens_per_update": round(q["tokens_per_update"], 1),
-        "trl_completion_tokens_per_update": t["tokens_per_update"] and round(t["tokens_per_update"], 1),
-        "qstar_sample_s": round(q["sample_s"], 4), "trl_sample_s": t["sample_s"] and round(t["sample_s"], 4),
-        "qstar_skipped_updates": q["skipped"],
-        "qstar_frac_zero_std": round(q["frac_zero_std"], 3), "qstar_reward_mean": round(q["reward_mean"], 4),
+        "bench": "grpo_vs_trl", **work,
+        "qstar_completion_tokens_per_update": rounded(q["tokens_per_update"], 1),
+        "trl_completion_tokens_per_update": rounded(t["tokens_per_update"], 1),
+        "qstar_sample_s": rounded(q["sample_s"], 4), "trl_sample_s": rounded(t["sample_s"], 4),
+        "qstar_frac_zero_std": rounded(q["frac_zero_std"], 3), "trl_frac_zero_std": rounded(t["frac_zero_std"], 3),
+        "qstar_reward_mean": round(q["reward_mean"], 4), "trl_reward_mean": rounded(t["reward_mean"], 4),
+        "cut_short": bool(sft.get("sft_cut_short") or q["cut_short"] or t["cut_short"]), **sft,
         "completions_per_update": b.problems_per_batch * b.group_size, "max_completion_tokens": max_new,
         "threads": threads, "device": "cpu", "trl_version": trl.__version__, "torch_version": torch.__version__,
         "checkpoint": ckpt, "settings": {k: v for k, v in asdict(b).items() if k not in ("init",)},
@@ -181,4 +272,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -4,7 +4,9 @@
 
 1) label train chains once (policy samples at --temperature, Math-Shepherd MC step labels) -> OUT/labels.jsonl;
 2) sample --n chains per held-out problem -> OUT/test.jsonl (answers, exact correctness);
-3) train each --variants reward model for --seconds and score every test chain -> OUT/scores-<variant>.json;
+3) train each --variants reward model for --steps updates and score every test chain -> OUT/scores-<variant>.json
+   (a step budget keeps variants comparable on any host; --max-seconds is only a safety cap, and a fit it stops
+   early says "cut_short": true);
 4) best-of-n curves for n = 1, 2, 4, ..., N: per problem, the mean over --subsets random n-subsets (the same
    subsets for every method) of: majority vote, pass@1 (a random sample), oracle pass@n, and per variant the
    highest-scoring chain ("best") and the score-weighted vote ("weighted"); 95% bootstrap CIs over problems;
@@ -29,6 +31,7 @@ import qstar  # noqa: F401  (thread env before torch)
 
 # isort: split
 import torch
+from bench_common import SAFETY_SECONDS, cut_short, warn
 
 from qstar.config import parse_config
 from qstar.learn.reward import fit_reward, label_chains, planted_error_records, reward_items
@@ -72,8 +75,8 @@ class Args:
     """Random n-subsets per problem for n < N."""
     steps: int = 200
     """Training updates per reward model (a step budget keeps variants comparable on a busy machine)."""
-    seconds: float = 0.0
-    """Training seconds per reward model instead of --steps (when --steps is 0)."""
+    max_seconds: float = SAFETY_SECONDS
+    """Safety cap in seconds per reward model's training (a fit it stops is cut_short)."""
     variants: tuple[str, ...] = ("prm-shared", "orm-shared", "prm-small", "orm-small", "orm-shared-naive")
     """Reward models to train: kind-trunk[-ablation], ablations naive, lowT, last (train the final position only),
     unbal, hard (hard MC labels), planted (add --planted-problems reference chains and copies with one planted error,
@@ -176,8 +179,12 @@ def main(args: Args) -> None:
             rm = RewardModel(trunk, kind=kind)
             if "frozen" in name.split("-")[2:]:  # a probe: only the head learns, the policy's features stay intact
                 rm.trunk.requires_grad_(False)
-            stats = fit_reward(rm, tok, items, steps=args.steps or None, seconds=None if args.steps else args.seconds,
-                               balance=opts["balance"], seed=args.seed)
+            stats = fit_reward(rm, tok, items, steps=args.steps, seconds=args.max_seconds, balance=opts["balance"],
+                               seed=args.seed)
+            stats["cut_short"] = cut_short(stats["steps"], args.steps)
+            if stats["cut_short"]:
+                warn(f"{name}: reward-model training stopped at its safety cap after {stats['steps']} of "
+                     f"{args.steps} updates")
             save_reward_model(out / "models" / name, rm, tok, meta={"stage": kind, "variant": name, "metrics": stats})
             questions = [r["problem"]["question"] for r in test_rows for _ in r["chains"]]
             chains = [chain_steps(c) for r in test_rows for c in r["chains"]]
@@ -287,4 +294,6 @@ if __name__ == "__main__":
     a = parse_config(Args, sys.argv[1:], prog="benchmarks/prm.py")
     if not a.policy:
         raise SystemExit("benchmarks/prm.py: give --policy DIR (a policy checkpoint or run dir)")
+    if a.steps < 1:
+        raise SystemExit("benchmarks/prm.py: --steps must be >= 1 (reward models train for a number of updates)")
     main(a)

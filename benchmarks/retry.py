@@ -1,8 +1,10 @@
 """Does training on check-and-retry chains help, and do more thinking tokens (budget forcing) buy accuracy?
 
-    python benchmarks/retry.py --task mult --seconds 240
+    python benchmarks/retry.py --task mult [--steps 600] [--quick]
 
-Two models get the same training budget, from scratch or both from the same --init checkpoint: "plain" on
+Two models get the same training budget of ``--steps`` updates (never seconds: a slow host trains the same two
+models; ``--max-seconds`` is only a safety cap, and an arm it stops early says ``"cut_short": true``), from scratch
+or both from the same --init checkpoint: "plain" on
 reference chains only, "retry" on reference chains mixed with ``--retry-fraction`` check-and-retry chains
 (qstar.learn.retry: inline retries, Wait + re-check passes, and backtracking traces for Countdown). Both are
 evaluated on the same held-out problems with the sequential strategy (mode "wait" = budget forcing, and mode
@@ -16,13 +18,14 @@ from __future__ import annotations
 import json
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import qstar  # noqa: F401  (thread env before torch)
 
 # isort: split
 import torch
+from bench_common import SAFETY_SECONDS, cut_short, warn
 
 from qstar.config import parse_config
 from qstar.learn.retry import mixed, parse_check, retry_examples
@@ -48,12 +51,16 @@ class Args:
     """Start both arms from this checkpoint (e.g. an SFT run) instead of fresh --preset models."""
     preset: str = "small"
     """Model size of both arms when training from scratch."""
-    seconds: float = 240.0
-    """Training seconds per arm (ignored when --steps is set)."""
-    steps: int = 0
-    """Training updates per arm instead of a time budget (0: use --seconds)."""
+    steps: int = 600
+    """Training updates per arm. From scratch on 3x3 multiplication, Muon SFT crossed its phase change at 335-506
+    updates of 32 sequences (0% -> 87%, LOG.md), so 600 updates of 64 put both arms past it."""
+    max_seconds: float = SAFETY_SECONDS
+    """Safety cap in seconds per arm's training (an arm it stops is cut_short)."""
     batch_size: int = 64
     """Sequences per update."""
+    optimizer: str = "muon"
+    """Optimizer of both arms (as `qstar train sft`; AdamW was still at 0% on 3x3 multiplication after 707
+    updates, LOG.md)."""
     lr: float = 3e-3
     """Peak learning rate."""
     retry_fraction: float = 0.3
@@ -64,6 +71,12 @@ class Args:
     """Sequential-strategy budgets (1 = no forcing)."""
     seed: int = 0
     """Seed (same initial weights and problem stream for both arms)."""
+    quick: bool = False
+    """Toy size for a smoke test (tiny preset, 20 updates, 20 problems, budgets 1 and 2): no figure to read."""
+
+
+#: what ``--quick`` changes
+QUICK = {"preset": "tiny", "steps": 20, "batch_size": 16, "eval_problems": 20, "budgets": (1, 2)}
 
 
 def log(rec: dict, out: Path) -> None:
@@ -99,9 +112,12 @@ def train_arm(args: Args, task, arm: str, out: Path):
     if arm == "retry":
         kinds = ("retry", "wait_ok", "wait_fix") + (("backtrack",) if task.name == "countdown" else ())
         source = mixed(source, retry_examples(task, kinds=kinds, seed=args.seed), args.retry_fraction)
-    stats = fit(model, tok, source, seconds=None if args.steps else args.seconds, steps=args.steps or None,
-                lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    stats = fit(model, tok, source, seconds=args.max_seconds, steps=args.steps, lr=args.lr,
+                batch_size=args.batch_size, seed=args.seed, optimizer=args.optimizer)
     stats.pop("optimizer", None)
+    stats["cut_short"] = cut_short(stats["steps"], args.steps)
+    if stats["cut_short"]:
+        warn(f"arm {arm}: training stopped at its safety cap after {stats['steps']} of {args.steps} updates")
     save_checkpoint(ckpt, model, tok, meta={"stage": f"retry-bench-{arm}", "metrics": stats})
     log({"what": "train", "arm": arm, **stats}, out)
     return model, tok
@@ -140,4 +156,8 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_config(Args, sys.argv[1:], prog="benchmarks/retry.py"))
+    a = parse_config(Args, sys.argv[1:], prog="benchmarks/retry.py")
+    a = replace(a, **QUICK) if a.quick else a
+    if a.steps < 1:
+        raise SystemExit("benchmarks/retry.py: --steps must be >= 1 (both arms train for a number of updates)")
+    main(a)

@@ -7,7 +7,10 @@ dtype. Prints one JSON line per dtype and batch size: ``batch, n, dtype, qstar_t
 roofline_fraction`` (+ context fields) where roofline_fraction = 2 * params * qstar_tok_s / that dtype's matmul peak
 measured in the same run (next to each case). Targets at batch 256: speedup >= 3, roofline_fraction >= 0.3. A last
 line per dtype (n > 1) measures search's pattern: few prompts, n samples each. Default configuration: preset "small"
-(the demo's and SFT's default), 1 thread, 128 new tokens, ~16-23-token prompts, float32 then bfloat16.
+(the demo's and SFT's default), 1 thread, 128 new tokens, ~16-23-token prompts, float32 then bfloat16. A dtype this
+CPU only emulates is skipped with one line ``{"dtype": "bfloat16", "skipped": "no native bf16 on this CPU"}``: without
+AVX512-BF16/AMX, oneDNN's bf16 matmul peak was 0.9 GFLOP/s against fp32's 82-86, and the bf16 rows took over 10
+minutes to measure the emulation.
 
 Where the time goes at batch 256 (small, 1 thread, fp32, ~24 ms/step, run-to-run noise +-30%): about half is the two
 attention matmuls, which stream the whole KV cache (157 MB at 150 columns, far beyond the 32 MB L3) from memory every
@@ -33,7 +36,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import qstar  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads; torch comes in through qstar.model)
+from bench_common import dtype_skip
+
 from qstar.config import parse_config
 from qstar.model.checkpoint import load_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
@@ -101,6 +105,9 @@ def main(args: Args) -> None:
         save_checkpoint(f"{tmp}/ckpt", model, tok, meta={"stage": "bench"})  # one HF export, loaded in each dtype
         for name in args.dtypes.split(","):
             dtype = getattr(torch, name.strip())
+            if why := dtype_skip(dtype):
+                print(json.dumps({"dtype": name.strip(), "skipped": why}), flush=True)
+                continue
             hf = AutoModelForCausalLM.from_pretrained(f"{tmp}/ckpt", dtype=dtype).eval()
             _run_cases(args, model, hf, tok, params, cases, dtype)
 

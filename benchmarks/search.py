@@ -4,7 +4,9 @@
 
 Prints one JSON line per (strategy, budget): strategy, label, budget, accuracy, ci_low, ci_high,
 tokens_per_problem, flops_per_problem, seconds, scorer, oracle, and nodes_per_second for tree strategies.
-Without --checkpoint it trains a tiny model for --train-seconds first (so the script always runs).
+Without --checkpoint it trains a tiny model for --train-steps updates first (so the script always runs; a step
+budget, so every host gets the same checkpoint; --max-seconds is only a safety cap, and a checkpoint it cut short
+is flagged with "cut_short": true on every line).
 
 Defaults are sized for a 2-core CPU: 24 problems x 9 strategies x 7 budgets with a ~0.2-1M-parameter model takes
 roughly 10-20 minutes; pass --budgets 1 2 4 8 or fewer strategies for a quick look.
@@ -18,7 +20,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import qstar  # noqa: F401  (thread settings before torch loads)
+from bench_common import SAFETY_SECONDS, sft_warmup
+
 from qstar.config import parse_config
 
 
@@ -47,17 +50,18 @@ class BenchConfig:
     """Sampling temperature for the sampling and tree strategies."""
     max_tokens: int = 128
     """Token cap per chain."""
-    train_seconds: float = 60.0
-    """Training time for the fallback tiny checkpoint (only without --checkpoint)."""
+    train_steps: int = 500
+    """SFT updates for the fallback tiny checkpoint (only without --checkpoint; a minute or two on a 2-core machine,
+    where the demo's tiny model made 2000 updates in 247 s)."""
+    max_seconds: float = SAFETY_SECONDS
+    """Safety cap in seconds on that fallback training (a run it stops is cut_short)."""
 
 
-def tiny_checkpoint(task: str, seconds: float, seed: int) -> str:
-    """Train a tiny model on ``task`` for ``seconds`` and return its checkpoint dir."""
-    from qstar.learn.sft import SFTConfig, train_sft
-
+def tiny_checkpoint(task: str, steps: int, seed: int, max_seconds: float = SAFETY_SECONDS) -> tuple[str, dict]:
+    """Train a tiny model on ``task`` for ``steps`` updates; its checkpoint dir and the warm-up's report."""
     out = tempfile.mkdtemp(prefix="qstar-bench-search-")
-    train_sft(SFTConfig(task=task, out=out, preset="tiny", seconds=seconds, seed=seed, eval_problems=50))
-    return out
+    return out, sft_warmup(task, out, steps=steps, max_seconds=max_seconds, preset="tiny", seed=seed,
+                           eval_problems=50)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     names = list(cfg.strategies) or list(STRATEGIES)
     for name in names:
         get_strategy(name)  # fail fast on a typo
-    checkpoint = cfg.checkpoint or tiny_checkpoint(cfg.task, cfg.train_seconds, cfg.seed)
+    checkpoint, trained = cfg.checkpoint, {}
+    if not checkpoint:
+        checkpoint, trained = tiny_checkpoint(cfg.task, cfg.train_steps, cfg.seed, cfg.max_seconds)
+        trained = {"cut_short": trained["sft_cut_short"], "train_steps": trained["sft_steps"]}
     policy = load_policy(checkpoint, seed=cfg.seed)
     scorer = get_scorer(cfg.scorer)
     problems = get_task(cfg.task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - t0
             correct = [verify(p, r.answer) for p, r in zip(problems, results)]
             row = summarize(results, correct, strategy=name, budget=budget, scorer=scorer, seconds=seconds)
-            print(json.dumps(row | {"task": cfg.task}), flush=True)
+            print(json.dumps(row | {"task": cfg.task} | trained), flush=True)
     return 0
 
 

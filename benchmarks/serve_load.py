@@ -7,9 +7,11 @@ requests / seconds, with ~10% malformed requests mixed in. Prints one JSON line 
     {"concurrency", "requests", "rps", "p50_ms", "p99_ms", "errors_5xx", "errors_other", "malformed", ...}
 
 (rps, p50/p99 over the well-formed requests; errors_5xx must be 0; errors_other = well-formed requests that did not
-get a 200 or malformed ones that did not get a 4xx) and a final line {"batching_gain": rps@32 / rps@1}.
+get a 200 or malformed ones that did not get a 4xx) and a final line {"batching_gain": rps@32 / rps@1}. Each level's
+budget is a number of requests; ``--seconds`` is only a safety cap, and a level it stops before its requests are sent
+says ``"cut_short": true`` (so does the final line), its figures then resting on fewer requests.
 
-    python benchmarks/serve_load.py [--checkpoint DIR] [--effort low] [--max-tokens 48] [--seconds 20]
+    python benchmarks/serve_load.py [--checkpoint DIR] [--effort low] [--max-tokens 48] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import qstar  # noqa: F401  (thread env before torch)
+from bench_common import cut_short
 
 ROOT = Path(__file__).resolve().parents[1]
 _ASK = {"model": "bench", "messages": [{"role": "user", "content": "1+1"}]}
@@ -70,10 +72,11 @@ async def level(url: str, concurrency: int, qs: list[str], args) -> dict:
     counts = {"ok": 0, "errors_5xx": 0, "errors_other": 0, "malformed": 0}
     sent = 0
     deadline = time.perf_counter() + args.seconds
+    budget = max(args.min_requests, args.requests_per_client * concurrency)
 
     async def client(c: httpx.AsyncClient) -> None:
         nonlocal sent
-        while sent < max(args.min_requests, args.requests_per_client * concurrency) and time.perf_counter() < deadline:
+        while sent < budget and time.perf_counter() < deadline:
             i, sent = sent, sent + 1
             bad = i % 10 == 9  # ~10% malformed
             body = MALFORMED[i % len(MALFORMED)] if bad else json.dumps({
@@ -98,7 +101,8 @@ async def level(url: str, concurrency: int, qs: list[str], args) -> dict:
         wall = time.perf_counter() - t0
     lat.sort()
     pick = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
-    return {"concurrency": concurrency, "requests": sent, "rps": round(counts["ok"] / wall, 2),
+    return {"concurrency": concurrency, "requests": sent, "request_budget": budget,
+            "cut_short": cut_short(sent, budget), "rps": round(counts["ok"] / wall, 2),
             "p50_ms": pick(0.5), "p99_ms": pick(0.99), **counts, "seconds": round(wall, 2)}
 
 
@@ -107,7 +111,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="", help="checkpoint to serve (default: a random-init tiny model)")
     ap.add_argument("--effort", default="low", help="reasoning_effort of the well-formed requests")
     ap.add_argument("--max-tokens", type=int, default=48, help="max_completion_tokens per request")
-    ap.add_argument("--seconds", type=float, default=20.0, help="time limit per concurrency level")
+    ap.add_argument("--seconds", type=float, default=60.0,
+                    help="safety cap in seconds per concurrency level (a level it stops is cut_short)")
     ap.add_argument("--requests-per-client", type=int, default=8, help="request limit per client per level")
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="server's batching window (qstar serve flag)")
     ap.add_argument("--min-requests", type=int, default=40, help="request limit per level at least this")
@@ -142,7 +147,8 @@ def main() -> None:
             gain = results[hi]["rps"] / results[lo]["rps"] if results[lo]["rps"] else None
             print(json.dumps({"batching_gain": round(gain, 2) if gain else None, "levels": [lo, hi],
                               "effort": args.effort, "max_tokens": args.max_tokens, "max_wait_ms": args.max_wait_ms,
-                              "batcher": stats}), flush=True)
+                              "cut_short": any(r["cut_short"] for r in results.values()), "batcher": stats}),
+                  flush=True)
         finally:
             server.terminate()
             try:

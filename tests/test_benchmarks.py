@@ -145,3 +145,129 @@ def test_data_dir_resolution_and_clear_errors(tmp_path, monkeypatch):
     bad.write_text(json.dumps({"question": "q"}) + "\n")
     with pytest.raises(ValueError, match="missing field"):
         load_gsm8k(bad)
+
+
+# --------------------------------------------------------------------------------------------------- the scripts
+# benchmarks/*.py: budgets in updates (a time cap only as a safety net), equal work side by side, dtype skips.
+
+BENCH = REPO / "benchmarks"
+SCRIPT_CONFIGS = {"grpo_vs_trl": "BenchConfig", "grpo": "BenchConfig", "countdown_ei": "Args", "prm": "Args",
+                  "retry": "Args", "optimizers": "BenchConfig", "search": "BenchConfig", "sampler": "Args"}
+
+
+def common():
+    """benchmarks/bench_common.py, as the scripts import it (benchmarks/ on the path, as when a script runs)."""
+    import sys
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import bench_common
+
+    return bench_common
+
+
+def bench(name: str):
+    """A script of benchmarks/ as a module."""
+    import importlib.util
+    import sys
+
+    common()
+    if f"bench_{name}" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = sys.modules[f"bench_{name}"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+        spec.loader.exec_module(module)
+    return sys.modules[f"bench_{name}"]
+
+
+@pytest.mark.parametrize("script,config", sorted(SCRIPT_CONFIGS.items()))
+def test_no_benchmark_budget_is_counted_in_seconds(script, config):
+    """Seconds may only cap a run (``max_seconds``); what a model learns is set by updates, samples or problems."""
+    import dataclasses
+
+    fields = {f.name: f.default for f in dataclasses.fields(getattr(bench(script), config))}
+    timed = {name for name in fields if "seconds" in name}
+    assert timed <= {"max_seconds"}, timed
+    if timed:
+        assert fields["max_seconds"] >= 600  # a safety cap that a healthy run never reaches
+
+
+@pytest.mark.parametrize("script", ["grpo_vs_trl", "grpo", "retry"])
+def test_quick_modes_name_real_fields(script):
+    import dataclasses
+
+    module = bench(script)
+    cfg = dataclasses.replace(getattr(module, SCRIPT_CONFIGS[script])(), **module.QUICK)
+    assert all(getattr(cfg, k) == v for k, v in module.QUICK.items())
+
+
+def test_equal_work_gives_a_speedup_over_computed_updates():
+    work = bench("grpo_vs_trl").work_accounting([1.0, 1.2, 1.1], [True] * 3, [3.0, 3.3, 3.1], updates=3,
+                                                q_tokens=1000.0, t_tokens=1100.0)
+    assert work["equal_work"] and work["unequal_work"] is None
+    assert work["speedup"] == round(3.1 / 1.1, 2) and work["qstar_s_per_update"] == 1.1
+    assert work["qstar_updates_computed"] == work["trl_updates_computed"] == work["timed_updates"] == 3
+
+
+@pytest.mark.parametrize("q_computed,t_times,tokens,reason", [
+    ([False] * 3, [3.0, 3.3, 3.1], (1000.0, 1000.0), "qstar skipped 3 of its 3"),  # a 0% warm-up: no signal at all
+    ([True, False, True], [3.0, 3.3, 3.1], (1000.0, 1000.0), "qstar skipped 1 of its 3"),
+    ([True] * 3, [3.0, 3.3], (1000.0, 1000.0), "TRL 2 of 3"),  # a side cut short by its safety cap
+    ([True] * 3, [3.0, 3.3, 3.1], (1000.0, 2000.0), "completion lengths differ"),
+])
+def test_unequal_work_prints_no_speedup(q_computed, t_times, tokens, reason):
+    import statistics
+
+    q_times = [0.1, 1.2, 1.1]  # a skipped update is fast: it must not count as a fast update
+    work = bench("grpo_vs_trl").work_accounting(q_times, q_computed, t_times, updates=3, q_tokens=tokens[0],
+                                                t_tokens=tokens[1])
+    assert work["equal_work"] is False and work["speedup"] is None and reason in work["unequal_work"]
+    assert work["qstar_updates_computed"] == sum(q_computed)
+    computed = [t for t, c in zip(q_times, q_computed) if c]  # per-side medians count only updates with a gradient
+    assert work["qstar_s_per_update"] == (round(statistics.median(computed), 4) if computed else None)
+
+
+def test_grpo_vs_trl_without_trl_fails_in_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "trl", None)  # import trl -> ImportError
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+        bench("grpo_vs_trl").require_trl()
+
+
+def test_dtype_skip_names_bf16_without_native_support():
+    import torch
+
+    from qstar.model.perf import native_bf16
+
+    c = common()
+    assert c.dtype_skip(torch.bfloat16, native=False) == c.NO_BF16 == "no native bf16 on this CPU"
+    assert c.dtype_skip("bfloat16", native=False) == c.NO_BF16
+    assert c.dtype_skip(torch.bfloat16, native=True) is None
+    assert c.dtype_skip(torch.float32, native=False) is None
+    assert c.dtype_skip(torch.bfloat16) == (None if native_bf16() else c.NO_BF16)
+
+
+def test_sampler_skips_bf16_with_a_note(monkeypatch, capsys):
+    import qstar.model.perf
+
+    monkeypatch.setattr(qstar.model.perf, "native_bf16", lambda: False)
+    sampler = bench("sampler")
+    sampler.main(sampler.Args(preset="tiny", dtypes="bfloat16", batches="1", shared_n=1, new_tokens=2, repeats=1))
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert lines == [{"dtype": "bfloat16", "skipped": "no native bf16 on this CPU"}]
+
+
+def test_optimizer_step_cost_skips_torch_muon_without_native_bf16():
+    rows = bench("optimizers").step_cost("tiny", repeats=1, native_bf16=False)
+    assert "torch_muon_hidden_ms" not in rows[0] and rows[0]["batched_muon_hidden_ms"] > 0
+    assert rows[1:] == [{"what": "step_cost", "preset": "tiny", "optimizer": "torch_muon_hidden", "dtype": "bfloat16",
+                         "skipped": "no native bf16 on this CPU"}]
+
+
+def test_a_run_stopped_by_its_safety_cap_is_cut_short(capsys):
+    c = common()
+    assert c.cut_short(399, 400) and not c.cut_short(400, 400)
+    done = c.sft_report({"steps": 400, "train_seconds": 100.04, "greedy_accuracy": 0.5}, 400)
+    assert done == {"sft_steps": 400, "sft_step_budget": 400, "sft_seconds": 100.0, "sft_greedy_accuracy": 0.5,
+                    "sft_cut_short": False}
+    assert capsys.readouterr().err == ""
+    short = c.sft_report({"steps": 120, "train_seconds": 3600.0, "greedy_accuracy": 0.0}, 400)
+    assert short["sft_cut_short"] and "after 120 of 400 updates" in capsys.readouterr().err
