@@ -82,7 +82,7 @@ def test_an_update_raises_the_rewarded_chains_probability(tiny_checkpoint, loss)
         owner = [i // G for i in range(len(samples))]
         chunk = grpo._chunk(None, prompts, owner, samples, adv, list(range(len(samples))))
 
-        def objective():
+        def objective(model=model, chunk=chunk, adv=adv):
             with torch.no_grad():
                 logp, _ = grpo._token_logp(model, *chunk["inputs"], chunk["mask"])
             return float((adv[:, None] * logp * chunk["mask"]).sum())
