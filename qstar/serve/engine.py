@@ -13,8 +13,8 @@ answer is always blanked and oracle scorers are refused at startup, so no served
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import inspect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +43,8 @@ class Effort:
     """What one ``reasoning_effort`` level runs.
 
     strategy: name in ``qstar.search.STRATEGIES``. budget: N, full-chain samples worth of compute per choice.
-    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords.
+    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords
+    (``qstar.search.SearchOptions`` fields or the strategy's own knobs).
     """
 
     strategy: str
@@ -151,12 +152,17 @@ class Reasoner:
 
     def __init__(self, policy: Policy, efforts: dict[str, Effort]) -> None:
         from qstar.scorers import get_scorer
-        from qstar.search import get_strategy
+        from qstar.search import SearchOptions, strategy_spec
+        from qstar.search.registry import check_knobs
 
         if not efforts:
             raise ValueError("at least one reasoning effort level is needed")
         self.policy, self.efforts = policy, dict(efforts)
-        self.strategies = {lvl: get_strategy(e.strategy) for lvl, e in self.efforts.items()}
+        self.options: dict[str, tuple[SearchOptions, dict]] = {}  # level -> (shared options, the strategy's knobs)
+        for lvl, e in self.efforts.items():
+            strategy_spec(e.strategy)
+            self.options[lvl] = SearchOptions().split(e.options)
+            check_knobs(e.strategy, self.options[lvl][1])
         self.scorers = {lvl: get_scorer(e.scorer) for lvl, e in self.efforts.items()}
         for lvl, s in self.scorers.items():
             if s.oracle:
@@ -171,23 +177,22 @@ class Reasoner:
         """Search ``n`` independent answers; returns (results, usage) with usage in OpenAI's shape.
 
         max_tokens: per-choice cap on generated tokens (reasoning + answer); the search gets ``n * max_tokens``.
+        temperature, top_p: the request's (None: the effort's own, else the strategy's default).
         """
+        from qstar.search.run import run_strategy
+
         eff = self.efforts[effort]
-        strategy, scorer = self.strategies[effort], self.scorers[effort]
-        accepted = inspect.signature(strategy).parameters
-        options = dict(eff.options)
-        for key, value in (("temperature", temperature), ("top_p", top_p)):
-            if value is not None and key in accepted:
-                options[key] = value
+        options, knobs = self.options[effort]
+        asked = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
+        options = dataclasses.replace(options, **asked)
         meter = RequestPolicy(self.policy, cap=n * max_tokens, deadline=deadline, cancelled=cancelled,
                               on_progress=on_progress)
         problem = make_problem(question, self.parsers)
         session = getattr(self.policy, "session", None)
-        if callable(session):
-            with session():
-                results = strategy(meter, scorer, [problem] * n, eff.budget, **options)
-        else:
-            results = strategy(meter, scorer, [problem] * n, eff.budget, **options)
+        with session() if callable(session) else contextlib.nullcontext():
+            _, rows = run_strategy(meter, self.scorers[effort], [problem] * n, strategy=eff.strategy,
+                                   budget=eff.budget, options=options, graded=False, **knobs)
+        results = [r for _, r, _ in rows]
         return results, self.usage(results)
 
     def usage(self, results: Sequence[SearchResult]) -> dict:
