@@ -18,14 +18,14 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from qstar.model.types import Completion, Policy, Prompt
 from qstar.search.types import SearchResult
+from qstar.serve.config import Effort
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
 
-__all__ = ["Effort", "DEFAULT_EFFORTS", "Reasoner", "RequestPolicy", "Cancelled", "SearchTimeout", "make_problem"]
+__all__ = ["Effort", "Reasoner", "RequestPolicy", "Cancelled", "SearchTimeout", "make_problem"]
 
 CHAT_TASK = "chat"
 
@@ -36,43 +36,6 @@ class Cancelled(Exception):
 
 class SearchTimeout(Exception):
     """The request's deadline passed before the search finished."""
-
-
-@dataclass(frozen=True)
-class Effort:
-    """What one ``reasoning_effort`` level runs.
-
-    strategy: name in ``qstar.search.STRATEGIES``. budget: N, full-chain samples worth of compute per choice.
-    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords
-    (``qstar.search.SearchOptions`` fields or the strategy's own knobs).
-    """
-
-    strategy: str
-    budget: int = 1
-    scorer: str = "none"
-    options: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, spec: str) -> Effort:
-        """``"strategy[:budget[:scorer]]"``, e.g. ``"majority:4"`` or ``"beam:16:checker"``."""
-        parts = [p.strip() for p in str(spec).split(":")]
-        if not parts[0] or len(parts) > 3:
-            raise ValueError(f"effort spec {spec!r} must look like strategy[:budget[:scorer]], e.g. 'majority:4'")
-        try:
-            budget = int(parts[1]) if len(parts) > 1 else 1
-        except ValueError:
-            raise ValueError(f"effort spec {spec!r}: budget {parts[1]!r} is not an integer") from None
-        if budget < 1:
-            raise ValueError(f"effort spec {spec!r}: budget must be >= 1")
-        return cls(parts[0], budget, parts[2] if len(parts) > 2 else "none")
-
-
-DEFAULT_EFFORTS: dict[str, Effort] = {
-    "low": Effort("greedy", 1),
-    "medium": Effort("majority", 4),
-    # checker-weighted votes: verified answers win; unrecognised questions fall back to a vote among answered chains
-    "high": Effort("weighted_best_of_n", 16, "checker"),
-}
 
 
 def _parsers() -> list[Callable[[str], Problem | None]]:
