@@ -16,7 +16,7 @@ from test_serve_fakes import EchoPolicy, serve_in_thread
 from qstar.backends.openai_compat import OpenAIPolicy, UpstreamError
 from qstar.model.types import Prompt
 from qstar.serve.app import create_app
-from qstar.serve.cli import ServeConfig
+from qstar.serve.config import ServeConfig
 
 
 def mock(handler, **kw) -> tuple[OpenAIPolicy, list[dict]]:

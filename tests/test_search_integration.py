@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qstar.scorers import get_scorer
-from qstar.search import STRATEGIES, TREE_STRATEGIES, get_strategy, tree_from_json, tree_to_json
+from qstar.search import STRATEGIES, get_strategy, tree_from_json, tree_to_json
 from qstar.search.cli import SearchConfig, run_search
 from qstar.tasks import get_task
 
@@ -48,7 +48,7 @@ def problems():
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_every_strategy_on_a_real_checkpoint(name, policy, problems):
     counting, scorer = Counting(policy), get_scorer("checker")
-    opts = {"max_tokens": 64} | ({"width": 2, "max_steps": 12} if name in TREE_STRATEGIES else {})
+    opts = {"max_tokens": 64} | ({"width": 2, "max_steps": 12} if STRATEGIES[name].tree else {})
     results = get_strategy(name)(counting, scorer, problems, 4, **opts)
     assert len(results) == len(problems)
     assert sum(r.ledger.generated_tokens for r in results) == counting.generated > 0
@@ -58,7 +58,7 @@ def test_every_strategy_on_a_real_checkpoint(name, policy, problems):
         assert r.answer is None or (isinstance(r.answer, str) and r.answer == get_task(p.task).extract_answer(r.chain))
         assert r.ledger.flops == pytest.approx(2 * policy.params * (r.ledger.generated_tokens + r.ledger.prompt_tokens))
         assert r.ledger.seconds > 0 and r.info["scorer"] == "checker" and r.info["oracle"] is False
-        if name in TREE_STRATEGIES:
+        if STRATEGIES[name].tree:
             json.dumps(r.tree, allow_nan=False)
             assert tree_to_json(tree_from_json(r.tree)) == r.tree
             chosen = r.tree["chosen"]

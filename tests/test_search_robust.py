@@ -11,7 +11,7 @@ from test_search_fakes import ScriptedPolicy, StepScorer, prob, table_script
 
 from qstar.model.types import Completion
 from qstar.scorers import get_scorer
-from qstar.search import STRATEGIES, TREE_STRATEGIES, get_strategy
+from qstar.search import STRATEGIES, get_strategy
 
 NAMES = sorted(STRATEGIES)
 
@@ -26,7 +26,7 @@ RICH_SCORES = {"a=1": 0.8, "a=2": 0.3, "b": 0.5, "c=3": 0.9, "Answer: 4": 0.7, "
 def test_ledgers_add_up_to_the_policy_and_scorer_counts(name):
     policy, scorer = ScriptedPolicy(table_script(RICH)), StepScorer(RICH_SCORES, params=50)
     problems = [prob("q1"), prob("q22"), prob("q333")]
-    rs = get_strategy(name)(policy, scorer, problems, 8, width=2) if name in TREE_STRATEGIES else \
+    rs = get_strategy(name)(policy, scorer, problems, 8, width=2) if STRATEGIES[name].tree else \
         get_strategy(name)(policy, scorer, problems, 8)
     assert len(rs) == 3 and all(r.info["strategy"] == name for r in rs)
     assert sum(r.ledger.generated_tokens for r in rs) == policy.generated > 0

@@ -18,7 +18,7 @@ from qstar.model.types import Prompt
 from qstar.scorers import get_scorer
 from qstar.search import get_strategy
 from qstar.serve.app import create_app
-from qstar.serve.cli import ServeConfig
+from qstar.serve.config import ServeConfig
 from qstar.serve.engine import make_problem, split_reasoning
 from qstar.tasks import get_task
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from test_serve_fakes import EchoPolicy, serve_in_thread
 
 from qstar.serve.app import create_app
-from qstar.serve.cli import ServeConfig
+from qstar.serve.config import ServeConfig
 
 CFG = ServeConfig(max_messages=8, max_n=3, max_completion_tokens=200, max_body_bytes=4096, max_question_chars=64)
 

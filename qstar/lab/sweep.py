@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +19,6 @@ from qstar.lab.metrics import append_records, read_metrics, write_records
 from qstar.scorers import learned_kind
 
 DEFAULT_STRATEGIES = ("majority", "best_of_n", "beam", "mcts", "sequential", "compute_optimal")
-TREE_STRATEGIES = ("beam", "dvts", "mcts")
 
 
 @dataclass
@@ -245,36 +242,28 @@ class ModelCellRunner:
         return self._scorers[name]
 
     def __call__(self, cell: Cell, cfg: SweepConfig) -> tuple[dict, list[dict]]:
-        import torch
-
         from qstar.learn.sft import chain_budget
-        from qstar.search import get_strategy
+        from qstar.search import strategy_spec
+        from qstar.search.run import run_strategy
         from qstar.tasks import get_task
 
         strategy, scorer_name = split_strategy(cell["strategy"], cfg.scorer)
         problems, policy, scorer = self.problems(cfg), self.policy(cell["checkpoint"]), self.scorer(cfg, scorer_name)
         limits = search_limits(get_task(cfg.task), problems, max_tokens=cfg.max_tokens or chain_budget(
             get_task(cfg.task), problems))
-        fn = get_strategy(strategy)
-        params = inspect.signature(fn).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            limits = {k: v for k, v in limits.items() if k in params}
         # the seed drives every sampler draw of this cell, so a re-run cell reproduces its numbers
-        torch.manual_seed(cell["seed"])
-        random.seed(cell["seed"])
-        t0 = time.perf_counter()
-        results = fn(policy, scorer, problems, cell["budget"], **limits)
-        seconds = time.perf_counter() - t0
-        outcomes = [int(bool(get_task(p.task).verify(p, r.answer))) for p, r in zip(problems, results)]
-        test = {"scorer": scorer.name, "oracle": bool(scorer.oracle), "params": int(getattr(policy, "params", 0)),
-                "problems": [f"{p.task}:{p.key}" for p in problems], "outcomes": outcomes,
+        summary, rows = run_strategy(policy, scorer, problems, strategy=strategy, budget=cell["budget"],
+                                     options=dataclasses.replace(limits, seed=cell["seed"]))
+        results = [r for _, r, _ in rows]
+        test = {"scorer": summary["scorer"], "oracle": summary["oracle"], "params": int(getattr(policy, "params", 0)),
+                "problems": [f"{p.task}:{p.key}" for p in problems], "outcomes": [int(c) for _, _, c in rows],
                 "tokens": [r.ledger.generated_tokens for r in results], "flops": [r.ledger.flops for r in results],
-                "seconds": seconds}
+                "seconds": summary["seconds"]}
         trees = []
         cap = budget_cap(cell["strategy"])
         top = max(b for b in cfg.budgets if cap is None or b <= cap)  # this strategy's largest budget
-        if strategy in TREE_STRATEGIES and cell["seed"] == cfg.seeds[0] and cell["budget"] == top:
-            for p, r, ok in pick_examples(list(zip(problems, results, outcomes)), cfg.trees):
+        if strategy_spec(strategy).tree and cell["seed"] == cfg.seeds[0] and cell["budget"] == top:
+            for p, r, ok in pick_examples(rows, cfg.trees):
                 if r.tree:
                     trees.append({"strategy": spec_label(cell["strategy"]), "model": cell["model"],
                                   "budget": cell["budget"],
@@ -283,14 +272,16 @@ class ModelCellRunner:
         return test, trees
 
 
-def search_limits(task, problems, *, max_tokens: int) -> dict:
-    """Length caps for every strategy, derived from the task's reference chains like ``chain_budget``: a chain
-    never needs 1.5x more steps, or a step 1.5x more tokens, than the longest reference. Without them, step-level
-    searches on a weak model run to the search's generic caps on every branch."""
+def search_limits(task, problems, *, max_tokens: int):
+    """Length caps for every strategy (a ``SearchOptions``), derived from the task's reference chains like
+    ``chain_budget``: a chain never needs 1.5x more steps, or a step 1.5x more tokens, than the longest reference.
+    Without them, step-level searches on a weak model run to the search's generic caps on every branch."""
+    from qstar.search.options import SearchOptions
+
     refs = [task.steps(p) for p in problems] or [[]]
     longest_line = max((len(line) for steps in refs for line in steps), default=16)
-    return {"max_tokens": max_tokens, "max_steps": int(1.5 * (max(map(len, refs)) + 1)) + 2,
-            "max_step_tokens": min(max_tokens, int(1.5 * longest_line) + 8)}
+    return SearchOptions(max_tokens=max_tokens, max_steps=int(1.5 * (max(map(len, refs)) + 1)) + 2,
+                         max_step_tokens=min(max_tokens, int(1.5 * longest_line) + 8))
 
 
 def pick_examples(rows: list[tuple], k: int) -> list[tuple]:

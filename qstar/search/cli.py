@@ -1,8 +1,7 @@
 """``qstar search``: run one strategy at one budget on a checkpoint and write what it bought.
 
-OUT/summary.json: strategy, label, budget, accuracy, ci_low, ci_high (95% bootstrap over problems),
-tokens_per_problem (generated + prompt tokens the policy processed), generated_per_problem, flops_per_problem,
-seconds, scorer, oracle, no_answer, nodes_per_second (tree strategies), task, split, problems, checkpoint.
+OUT/summary.json: ``qstar.search.run.summarize``'s summary (accuracy with a 95% bootstrap CI, tokens, FLOPs, seconds,
+scorer, oracle, ...) plus task, split, checkpoint and seed.
 OUT/results.jsonl: one line per problem: question, gold, answer, correct, chain, score, ledger, info, tree.
 
 Accuracy always uses the task's exact verifier; that is evaluation, not selection. Selection by the "oracle" scorer
@@ -13,15 +12,16 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qstar.search import TREE_STRATEGIES, get_strategy
-from qstar.search.estimators import bootstrap_ci
-from qstar.search.types import SearchResult
-from qstar.tasks.base import Problem
+from qstar.search.options import SearchOptions
+from qstar.search.registry import strategy_spec
+from qstar.search.run import Row, run_strategy, summarize, verify
+
+# summarize and verify live in qstar.search.run; benchmarks/search.py still imports them from here
+__all__ = ["SearchConfig", "run_search", "load_policy", "write_outputs", "summarize", "verify"]
 
 
 @dataclass
@@ -64,7 +64,7 @@ def run_search(cfg: SearchConfig) -> dict:
     from qstar.scorers import get_scorer, learned_kind
     from qstar.tasks import get_task
 
-    fn = get_strategy(cfg.strategy)
+    spec = strategy_spec(cfg.strategy)
     if cfg.budget < 1 or cfg.problems < 1:
         raise ValueError(f"--budget and --problems must be >= 1 (got {cfg.budget}, {cfg.problems})")
     if not cfg.checkpoint:
@@ -79,15 +79,12 @@ def run_search(cfg: SearchConfig) -> dict:
     task = get_task(cfg.task)
     problems = task.generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     policy = load_policy(cfg.checkpoint, seed=cfg.seed, decode_dtype=cfg.decode_dtype)
-    sampling = {"max_tokens": cfg.max_tokens} | ({} if cfg.strategy in ("greedy", "sequential")
-                                                 else {"temperature": cfg.temperature})
-    t0 = time.perf_counter()
-    results = fn(policy, scorer, problems, cfg.budget, **(sampling | options))
-    wall = time.perf_counter() - t0
-    correct = [verify(p, r.answer) for p, r in zip(problems, results)]
-    summary = summarize(results, correct, strategy=cfg.strategy, budget=cfg.budget, scorer=scorer, seconds=wall)
+    # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
+    sampling = SearchOptions(temperature=None if spec.deterministic else cfg.temperature, max_tokens=cfg.max_tokens)
+    summary, rows = run_strategy(policy, scorer, problems, strategy=cfg.strategy, budget=cfg.budget,
+                                 options=sampling, **options)
     summary |= {"task": cfg.task, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
-    write_outputs(Path(cfg.out), summary, problems, results, correct)
+    write_outputs(Path(cfg.out), summary, rows)
     print(json.dumps(summary))
     return summary
 
@@ -105,41 +102,6 @@ def load_policy(checkpoint: str, *, seed: int = 0, decode_dtype: str = "float32"
         raise ValueError(str(e)) from None
 
 
-def verify(problem: Problem, answer: str | None) -> bool:
-    """Exact verification of an answer (evaluation only)."""
-    from qstar.tasks import get_task
-
-    return answer is not None and bool(get_task(problem.task).verify(problem, answer))
-
-
-def label(strategy: str, scorer) -> str:
-    """Strategy label for tables and charts; oracle-selected runs say so."""
-    return f"{strategy}+{scorer.name}" + (" [ORACLE selection]" if scorer.oracle else "")
-
-
-def summarize(results: Sequence[SearchResult], correct: Sequence[bool], *, strategy: str, budget: int, scorer,
-              seconds: float) -> dict:
-    """Accuracy with a bootstrap CI and compute per problem (tokens, FLOPs) for one (strategy, budget) run."""
-    n = len(results)
-    if n == 0:
-        raise ValueError("no results to summarize")
-    acc = [float(c) for c in correct]
-    lo, hi = bootstrap_ci(acc)
-    out = {
-        "strategy": strategy, "label": label(strategy, scorer), "budget": budget,
-        "accuracy": sum(acc) / n, "ci_low": lo, "ci_high": hi,
-        "tokens_per_problem": sum(r.ledger.generated_tokens + r.ledger.prompt_tokens for r in results) / n,
-        "generated_per_problem": sum(r.ledger.generated_tokens for r in results) / n,
-        "flops_per_problem": sum(r.ledger.flops for r in results) / n,
-        "seconds": seconds, "scorer": scorer.name, "oracle": bool(scorer.oracle),
-        "no_answer": sum(r.answer is None for r in results) / n, "problems": n,
-    }
-    if strategy in TREE_STRATEGIES:
-        nodes = sum(r.info.get("nodes", 0) for r in results)
-        out["nodes_per_second"] = nodes / seconds if seconds > 0 else None
-    return out
-
-
 def jsonable(x):
     """``x`` with NaN/inf floats replaced by None, so the output is strict JSON."""
     if isinstance(x, float):
@@ -151,11 +113,10 @@ def jsonable(x):
     return x
 
 
-def write_outputs(out: Path, summary: dict, problems: Sequence[Problem], results: Sequence[SearchResult],
-                  correct: Sequence[bool]) -> None:
+def write_outputs(out: Path, summary: dict, rows: Sequence[Row]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
     with open(out / "results.jsonl", "w") as f:
-        for p, r, c in zip(problems, results, correct):
+        for p, r, c in rows:
             row = {"question": p.question, "gold": p.answer, "key": p.key, "correct": c, **r.to_json()}
             f.write(json.dumps(jsonable(row)) + "\n")

@@ -8,12 +8,16 @@ step is never scored twice. ``Meter.ledgers()`` turns the counts into one ``Ledg
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
 
 from qstar.model.types import Completion, Policy, Prompt
+from qstar.search.options import DEFAULT_TEMPERATURE, SearchOptions
+from qstar.search.registry import StrategySpec
 from qstar.search.types import Ledger, Scorer, SearchResult
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, split_chain
@@ -75,17 +79,28 @@ def check_inputs(policy: Policy, scorer: Scorer, problems: Sequence[Problem], bu
             raise ValueError(f"problems must be qstar Problem objects, got {type(p).__name__}")
 
 
-def strategy(fn: Callable) -> Callable:
-    """Decorate a strategy: validate inputs, return [] for no problems, tag each result's info with the
-    strategy, scorer and oracle flag (so an oracle-selected number can never pass as deployable)."""
+def strategy(fn: Callable | None = None, *, tree: bool = False, deterministic: bool = False) -> Callable:
+    """Decorate a strategy ``fn(policy, scorer, problems, budget, options, *, **knobs)`` (``@strategy`` or
+    ``@strategy(tree=True)``). The result is called as ``f(policy, scorer, problems, budget, *, options=None,
+    **keywords)``: keywords naming ``SearchOptions`` fields override ``options``, an unset temperature becomes the
+    strategy's default (0 when ``deterministic``), the other keywords go to ``fn`` as its knobs. It validates inputs,
+    returns [] for no problems, tags each result's info with the strategy, scorer and oracle flag (so an
+    oracle-selected number can never pass as deployable), and carries ``spec``, its registry entry."""
+    if fn is None:
+        return functools.partial(strategy, tree=tree, deterministic=deterministic)
+    default_temperature = 0.0 if deterministic else DEFAULT_TEMPERATURE
 
     @functools.wraps(fn)
-    def run(policy: Policy, scorer: Scorer, problems: Sequence[Problem], budget: int, **options) -> list[SearchResult]:
+    def run(policy: Policy, scorer: Scorer, problems: Sequence[Problem], budget: int, *,
+            options: SearchOptions | None = None, **keywords) -> list[SearchResult]:
         check_inputs(policy, scorer, problems, budget)
         if not problems:
             return []
+        options, knobs = (options or SearchOptions()).split(keywords)
+        if options.temperature is None:
+            options = dataclasses.replace(options, temperature=default_temperature)
         t0 = time.perf_counter()
-        results = fn(policy, scorer, list(problems), budget, **options)
+        results = fn(policy, scorer, list(problems), budget, options, **knobs)
         # wall time outside policy/scorer calls (the strategy's own bookkeeping) is shared evenly
         rest = max(0.0, time.perf_counter() - t0 - sum(r.ledger.seconds for r in results)) / len(results)
         for r in results:
@@ -94,6 +109,10 @@ def strategy(fn: Callable) -> Callable:
             r.info.update(scorer=scorer.name, oracle=bool(scorer.oracle), budget=budget)
         return results
 
+    params = inspect.signature(fn).parameters.values()
+    run.spec = StrategySpec(fn.__name__, run, knobs=tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY),
+                            tree=tree, deterministic=deterministic,
+                            forwards=any(p.kind is p.VAR_KEYWORD for p in params))
     return run
 
 

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 
 from qstar.model.types import Policy
 from qstar.search.common import Meter, rank, strategy
-from qstar.search.sampling import _draw, vote
+from qstar.search.options import SearchOptions
+from qstar.search.registry import strategy_spec
+from qstar.search.sampling import draw, vote
 from qstar.search.types import Scorer, SearchResult
 from qstar.tasks.base import Problem
 
@@ -71,21 +73,19 @@ def allocate(bins: Sequence[str], spare: int, budget: int, *, table: dict = TABL
 
 
 @strategy
-def compute_optimal(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, probe: int = 4,
-                    table: dict | None = None, easy_at: float = 0.75, hard_below: float = 0.4, max_factor: int = 4,
-                    temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 256,
-                    **strategy_options) -> list[SearchResult]:
+def compute_optimal(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, options: SearchOptions, *,
+                    probe: int = 4, table: dict | None = None, easy_at: float = 0.75, hard_below: float = 0.4,
+                    max_factor: int = 4, **tree_knobs) -> list[SearchResult]:
     """Probe, bin by estimated difficulty, then run the table's strategy per bin; see the module docstring.
-    ``strategy_options`` go to the tree strategies (e.g. ``width``, ``aggregation``, ``max_steps``)."""
-    from qstar.search import get_strategy  # the registry imports this module
-
+    Every strategy it runs gets its ``options``; ``tree_knobs`` go to the tree strategies (e.g. ``width``,
+    ``aggregation``)."""
     table = TABLE if table is None else table
     for b in ("easy", "medium", "hard"):
         if b not in table:
             raise ValueError(f"compute_optimal table needs bins easy, medium, hard; got {sorted(table)}")
     n_probe = max(1, min(probe, budget // 2 or 1))
     meter = Meter(policy, scorer, problems)
-    chains, answers = _draw(meter, problems, n_probe, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    chains, answers = draw(meter, problems, n_probe, options)
     flat = meter.score([i for i, cs in enumerate(chains) for _ in cs], [c for cs in chains for c in cs])
     scores = [flat[i * n_probe:(i + 1) * n_probe] for i in range(len(problems))]
     graded = [difficulty(a, s, easy_at=easy_at, hard_below=hard_below) for a, s in zip(answers, scores)]
@@ -103,11 +103,10 @@ def compute_optimal(policy: Policy, scorer: Scorer, problems: list[Problem], bud
         name = table[level][0]
         if name != "stop" and b > 0:
             groups.setdefault((name, b), []).append(i)
-    common = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
     for (name, b), idx in sorted(groups.items()):
-        fn = get_strategy(name)
-        opts = {**common, **(strategy_options if name in ("beam", "dvts", "mcts") else {})}
-        for i, r in zip(idx, fn(policy, scorer, [problems[i] for i in idx], b, **opts)):
+        spec = strategy_spec(name)
+        knobs = tree_knobs if spec.tree else {}
+        for i, r in zip(idx, spec.fn(policy, scorer, [problems[i] for i in idx], b, options=options, **knobs)):
             base = out[i]
             r.ledger.add(base.ledger)
             r.info.update({k: v for k, v in base.info.items() if k != "strategy"}, chosen=name, extra_budget=b)

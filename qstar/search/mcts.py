@@ -21,6 +21,7 @@ import math
 from qstar.model.types import Policy, Prompt
 from qstar.search.common import Meter, extract_answer, strategy
 from qstar.search.nodes import Node, SearchTree, tree_to_json
+from qstar.search.options import SearchOptions
 from qstar.search.tree import parse_step
 from qstar.search.types import Scorer, SearchResult
 from qstar.tasks.base import Problem
@@ -58,12 +59,13 @@ def _priors(logprobs: list[float | None], temperature: float) -> list[float]:
     return [x / sum(w) for x in w]
 
 
-@strategy
-def mcts(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, simulations: int | None = None,
-         width: int = 4, c_puct: float = 1.5, value_source: str = "steps", prior_temperature: float = 1.0,
-         temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 256, max_step_tokens: int = 96,
-         max_steps: int = 24) -> list[SearchResult]:
-    """PUCT tree search; see the module docstring. ``max_tokens`` caps rollouts and the final completion."""
+@strategy(tree=True)
+def mcts(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, options: SearchOptions, *,
+         simulations: int | None = None, width: int = 4, c_puct: float = 1.5, value_source: str = "steps",
+         prior_temperature: float = 1.0) -> list[SearchResult]:
+    """PUCT tree search; see the module docstring. ``options.max_tokens`` caps rollouts and the final completion."""
+    temperature, top_p, max_tokens = options.temperature, options.top_p, options.max_tokens
+    max_step_tokens, max_steps = options.max_step_tokens, options.max_steps
     sims = budget if simulations is None else simulations
     if value_source not in VALUE_SOURCES:
         raise ValueError(f"unknown value_source {value_source!r}; choose from {', '.join(VALUE_SOURCES)}")

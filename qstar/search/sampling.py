@@ -6,11 +6,13 @@ Budget mapping: ``budget`` = N full chains per problem, drawn in ONE ``policy.sa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 from qstar.model.types import Policy, Prompt
 from qstar.search.common import Meter, extract_answer, rank, strategy
+from qstar.search.options import SearchOptions
 from qstar.search.types import Scorer, SearchResult
 from qstar.tasks.base import Problem
 
@@ -36,10 +38,10 @@ def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) 
     return max(total, key=lambda a: tuple(total[a])) if total else None
 
 
-def _draw(meter: Meter, problems: Sequence[Problem], n: int, *, temperature: float, top_p: float, max_tokens: int):
+def draw(meter: Meter, problems: Sequence[Problem], n: int, options: SearchOptions):
     """N full chains per problem in one batched call: (chains [P][N], answers [P][N])."""
     comps = meter.sample(range(len(problems)), [Prompt(p.question) for p in problems], n=n,
-                         temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+                         temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_tokens)
     chains = [[c.text for c in row] for row in comps]
     answers = [[extract_answer(p, t) for t in row] for p, row in zip(problems, chains)]
     return chains, answers
@@ -51,21 +53,21 @@ def _pick(problem_chains: list[str], answers: list[str | None], answer: str | No
     return max(idx, key=lambda i: (rank(scores[i]), -i))
 
 
-@strategy
-def greedy(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *,
-           temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 256) -> list[SearchResult]:
+@strategy(deterministic=True)
+def greedy(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
+           options: SearchOptions) -> list[SearchResult]:
     """One chain at temperature 0 per problem, whatever the budget (temperature/top_p are ignored)."""
     meter = Meter(policy, scorer, problems)
-    chains, answers = _draw(meter, problems, 1, temperature=0.0, top_p=1.0, max_tokens=max_tokens)
+    chains, answers = draw(meter, problems, 1, dataclasses.replace(options, temperature=0.0, top_p=1.0))
     return [SearchResult(a[0], c[0], math.nan, meter.ledger(i)) for i, (c, a) in enumerate(zip(chains, answers))]
 
 
 @strategy
-def majority(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *,
-             temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 256) -> list[SearchResult]:
+def majority(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
+             options: SearchOptions) -> list[SearchResult]:
     """Self-consistency: N samples, the most frequent extracted answer wins. The scorer is not used."""
     meter = Meter(policy, scorer, problems)
-    chains, answers = _draw(meter, problems, budget, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    chains, answers = draw(meter, problems, budget, options)
     out = []
     for i, (cs, ans) in enumerate(zip(chains, answers)):
         win = vote(ans)
@@ -75,25 +77,23 @@ def majority(policy: Policy, scorer: Scorer, problems: list[Problem], budget: in
 
 
 @strategy
-def best_of_n(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *,
-              temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 256) -> list[SearchResult]:
+def best_of_n(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
+              options: SearchOptions) -> list[SearchResult]:
     """N samples, the chain with the highest outcome score wins (NaN scores rank last; ties -> first sample)."""
-    return _scored(policy, scorer, problems, budget, weighted=False,
-                   temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    return _scored(policy, scorer, problems, budget, options, weighted=False)
 
 
 @strategy
-def weighted_best_of_n(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *,
-                       temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 256) -> list[SearchResult]:
+def weighted_best_of_n(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
+                       options: SearchOptions) -> list[SearchResult]:
     """N samples, each votes for its answer with weight = its score; the answer with the largest sum wins
     (NaN weighs 0; all-zero weights fall back to plain majority). Chain = best-scoring chain with that answer."""
-    return _scored(policy, scorer, problems, budget, weighted=True,
-                   temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    return _scored(policy, scorer, problems, budget, options, weighted=True)
 
 
-def _scored(policy, scorer, problems, budget, *, weighted: bool, **kw) -> list[SearchResult]:
+def _scored(policy, scorer, problems, budget, options: SearchOptions, *, weighted: bool) -> list[SearchResult]:
     meter = Meter(policy, scorer, problems)
-    chains, answers = _draw(meter, problems, budget, **kw)
+    chains, answers = draw(meter, problems, budget, options)
     flat = meter.score([i for i, cs in enumerate(chains) for _ in cs], [c for cs in chains for c in cs])
     out = []
     for i, (cs, ans) in enumerate(zip(chains, answers)):

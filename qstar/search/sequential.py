@@ -18,6 +18,7 @@ import math
 
 from qstar.model.types import Policy, Prompt
 from qstar.search.common import Meter, extract_answer, strategy
+from qstar.search.options import SearchOptions
 from qstar.search.types import Scorer, SearchResult
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, CHECK_PREFIX, STEP_END, WAIT_STEP, split_chain
@@ -36,13 +37,14 @@ def strip_answer(text: str) -> str:
     return head[1:] + (STEP_END if sep and head[1:] and not head.endswith(STEP_END) else "")
 
 
-@strategy
-def sequential(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, mode: str = "wait",
-               temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 256) -> list[SearchResult]:
+@strategy(deterministic=True)
+def sequential(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, options: SearchOptions, *,
+               mode: str = "wait") -> list[SearchResult]:
     """Budget forcing or check-and-retry (``mode``); see the module docstring. Greedy by default (temperature 0).
     The scorer is not used."""
     if mode not in FORCED:
         raise ValueError(f"unknown sequential mode {mode!r}; choose from {', '.join(FORCED)}")
+    temperature, top_p, max_tokens = options.temperature, options.top_p, options.max_tokens
     meter = Meter(policy, scorer, problems)
     P = len(problems)
     text, last = [""] * P, [None] * P  # chain so far (answer lines suppressed), last answer given

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from qstar.model.types import Completion, Policy, Prompt
 from qstar.search.common import Meter, extract_answer, rank, strategy
 from qstar.search.nodes import SearchTree, tree_to_json
+from qstar.search.options import SearchOptions
 from qstar.search.sampling import vote
 from qstar.search.types import Scorer, SearchResult
 from qstar.tasks.base import Problem
@@ -135,8 +136,9 @@ def finish(meter: Meter, trees: list[SearchTree], select: str, name: str) -> lis
     return out
 
 
-def _search(policy, scorer, problems, budget: int, *, name: str, width: int, aggregation: str, select: str,
-            max_steps: int, max_step_tokens: int, **sampling) -> list[SearchResult]:
+def _search(policy, scorer, problems, budget: int, options: SearchOptions, *, name: str, width: int,
+            aggregation: str, select: str) -> list[SearchResult]:
+    max_steps, max_step_tokens = options.max_steps, options.max_step_tokens
     for k, v in (("width", width), ("max_steps", max_steps), ("max_step_tokens", max_step_tokens)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{k} must be an integer >= 1, got {v!r}")
@@ -149,28 +151,24 @@ def _search(policy, scorer, problems, budget: int, *, name: str, width: int, agg
     meter, trees = Meter(policy, scorer, problems), [SearchTree() for _ in problems]
     groups = [[i, 0] for i in range(len(problems)) for _ in range(subtrees)]
     grow(meter, trees, groups, keep=keep, expand=expand, first=first, aggregate=aggregate,
-         max_step_tokens=max_step_tokens, max_steps=max_steps, **sampling)
+         max_step_tokens=max_step_tokens, max_steps=max_steps, temperature=options.temperature, top_p=options.top_p)
     return finish(meter, trees, select, name)
 
 
-@strategy
-def beam(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, width: int = 4,
-         aggregation: str = "min", select: str = "best", temperature: float = 0.8, top_p: float = 1.0,
-         max_tokens: int = 256, max_step_tokens: int = 96, max_steps: int = 24) -> list[SearchResult]:
+@strategy(tree=True)
+def beam(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, options: SearchOptions, *,
+         width: int = 4, aggregation: str = "min", select: str = "best") -> list[SearchResult]:
     """Step-level beam search: keep the top ``budget // width`` paths by aggregated step score, expand each into
-    ``width`` candidate steps. ``max_tokens`` is unused (steps are capped by ``max_step_tokens``)."""
-    return _search(policy, scorer, problems, budget, name="beam", width=width, aggregation=aggregation,
-                   select=select, max_steps=max_steps, max_step_tokens=max_step_tokens, temperature=temperature,
-                   top_p=top_p)
+    ``width`` candidate steps. ``options.max_tokens`` is unused (steps are capped by ``max_step_tokens``)."""
+    return _search(policy, scorer, problems, budget, options, name="beam", width=width, aggregation=aggregation,
+                   select=select)
 
 
-@strategy
-def dvts(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, *, width: int = 4,
-         aggregation: str = "min", select: str = "best", temperature: float = 0.8, top_p: float = 1.0,
-         max_tokens: int = 256, max_step_tokens: int = 96, max_steps: int = 24) -> list[SearchResult]:
+@strategy(tree=True)
+def dvts(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int, options: SearchOptions, *,
+         width: int = 4, aggregation: str = "min", select: str = "best") -> list[SearchResult]:
     """Diverse verifier tree search: ``budget // width`` independent subtrees from the root, each a greedy
     step-level search (expand ``width`` candidates, keep the best); answers chosen by ``select`` over subtrees.
-    ``max_tokens`` is unused."""
-    return _search(policy, scorer, problems, budget, name="dvts", width=width, aggregation=aggregation,
-                   select=select, max_steps=max_steps, max_step_tokens=max_step_tokens, temperature=temperature,
-                   top_p=top_p)
+    ``options.max_tokens`` is unused."""
+    return _search(policy, scorer, problems, budget, options, name="dvts", width=width, aggregation=aggregation,
+                   select=select)

@@ -1,4 +1,6 @@
-"""The HTTP layer: FastAPI routes in OpenAI's shapes over a :class:`~qstar.serve.engine.Reasoner`.
+"""The HTTP layer: routes in OpenAI's shapes over a :class:`~qstar.serve.engine.Reasoner`. A :class:`ServeApp`
+holds one server's state (shared policy, reasoner, config, search pool, stats) and its methods are the route
+handlers; ``create_app`` builds one and registers them on a FastAPI app.
 
 POST /v1/chat/completions  o1-style: ``message.content`` = the answer, ``message.reasoning`` = the chosen chain,
                            ``usage.completion_tokens_details.reasoning_tokens``; ``stream: true`` sends search
@@ -32,11 +34,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qstar.backends.openai_compat import UpstreamError
 from qstar.model.types import Completion, Policy, Prompt
 from qstar.serve.batching import BatchingPolicy
-from qstar.serve.cli import ServeConfig, efforts_of
+from qstar.serve.config import QUEUE_PER_WORKER, ServeConfig, check_limits, efforts_of
 from qstar.serve.engine import Cancelled, Reasoner, SearchTimeout, split_reasoning
 from qstar.serve.protocol import APIError, parse_chat, parse_completion, parse_json
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "ServeApp"]
 log = logging.getLogger("qstar.serve")
 
 
@@ -63,112 +65,106 @@ def _search_error(e: BaseException) -> APIError:
     return APIError(500, f"internal error ({type(e).__name__})", type="server_error", code="internal_error")
 
 
-def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
-    """An ASGI app serving ``policy``. Raises ValueError for a bad config (unknown effort, oracle scorer, ...)."""
-    cfg = config or ServeConfig()
-    for f in ("workers", "max_body_bytes", "max_messages", "max_message_chars", "max_question_chars", "max_n",
-              "max_completion_tokens", "default_max_completion_tokens", "max_prompts"):
-        if getattr(cfg, f) < 1:
-            raise ValueError(f"{f} must be >= 1, got {getattr(cfg, f)}")
-    efforts = efforts_of(cfg)
-    if cfg.default_effort not in efforts:
-        raise ValueError(f"default_effort {cfg.default_effort!r} is not one of {', '.join(efforts)}")
-    shared = policy if isinstance(policy, BatchingPolicy) else BatchingPolicy(
-        policy, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
-    reasoner = Reasoner(shared, efforts)
-    served = cfg.name or policy.name
-    pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="qstar-search")
-    started = int(time.time())
-    inflight = [0]
+class ServeApp:
+    """One server's state and its route handlers: the shared (batching) policy, the reasoner, the config, the
+    search pool and request stats. Raises ValueError for a bad config (unknown effort, oracle scorer, ...)."""
+
+    def __init__(self, policy: Policy, config: ServeConfig) -> None:
+        check_limits(config)
+        self.config, self.efforts = config, efforts_of(config)
+        if config.default_effort not in self.efforts:
+            raise ValueError(f"default_effort {config.default_effort!r} is not one of {', '.join(self.efforts)}")
+        self.policy = policy if isinstance(policy, BatchingPolicy) else BatchingPolicy(
+            policy, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms)
+        self.reasoner = Reasoner(self.policy, self.efforts)
+        self.served = config.name or policy.name
+        self.pool = ThreadPoolExecutor(config.workers, thread_name_prefix="qstar-search")
+        self.started = int(time.time())
+        self.inflight = 0  # requests running or queued in the pool
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(self, app: FastAPI):
         yield
-        pool.shutdown(wait=False, cancel_futures=True)
-        shared.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.policy.close()
 
-    app = FastAPI(title="qstar", version="0.1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.policy, app.state.reasoner, app.state.config = shared, reasoner, cfg
-
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, e: APIError):
+    # -- errors ---------------------------------------------------------------------------------------------------
+    async def api_error(self, request: Request, e: APIError):
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else {"Retry-After": "1"} if e.status == 429 else {}
         return JSONResponse(e.body(), status_code=e.status, headers=headers)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, e: StarletteHTTPException):
+    async def http_error(self, request: Request, e: StarletteHTTPException):
         msg = f"{request.method} {request.url.path}: {e.detail}"
         return JSONResponse(APIError(e.status_code, msg).body(), status_code=e.status_code)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, e: RequestValidationError):
+    async def validation_error(self, request: Request, e: RequestValidationError):
         return JSONResponse(APIError(400, f"invalid request: {e.errors()[:3]}").body(), status_code=400)
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, e: Exception):
+    async def crash(self, request: Request, e: Exception):
         log.error("unhandled error", exc_info=e)
         return JSONResponse(APIError(500, "internal error", type="server_error").body(), status_code=500)
 
-    def authorize(request: Request) -> None:
-        if not cfg.api_key:
+    # -- request plumbing -----------------------------------------------------------------------------------------
+    def authorize(self, request: Request) -> None:
+        if not self.config.api_key:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), cfg.api_key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.config.api_key.encode()):
             raise APIError(401, "Incorrect or missing API key; send 'Authorization: Bearer <key>'",
                            code="invalid_api_key")
 
-    async def read_json(request: Request) -> dict:
-        authorize(request)
+    async def read_json(self, request: Request) -> dict:
+        self.authorize(request)
+        limit = self.config.max_body_bytes
         size = request.headers.get("content-length", "")
-        too_big = APIError(413, f"request body exceeds {cfg.max_body_bytes} bytes", code="request_too_large")
-        if size.isdigit() and int(size) > cfg.max_body_bytes:
+        too_big = APIError(413, f"request body exceeds {limit} bytes", code="request_too_large")
+        if size.isdigit() and int(size) > limit:
             raise too_big
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > cfg.max_body_bytes:
+            if len(body) > limit:
                 raise too_big
         return parse_json(bytes(body))
 
-    async def in_pool(fn, cancelled=None):
+    async def in_pool(self, fn, cancelled=None):
         """Run ``fn`` in the search pool; 429 when too many requests are already waiting."""
-        if inflight[0] >= 4 * cfg.workers:
+        if self.inflight >= QUEUE_PER_WORKER * self.config.workers:
             raise APIError(429, "server busy: too many requests in flight, retry shortly", type="rate_limit_error",
                            code="server_busy")
-        inflight[0] += 1
+        self.inflight += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
         except asyncio.CancelledError:
             if cancelled is not None:
                 cancelled.set()
             raise
         finally:
-            inflight[0] -= 1
+            self.inflight -= 1
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "model": served, "efforts": {k: vars(e) for k, e in efforts.items()},
-                "batching": dict(shared.stats)}
+    # -- routes ---------------------------------------------------------------------------------------------------
+    async def health(self):
+        return {"status": "ok", "model": self.served, "efforts": {k: vars(e) for k, e in self.efforts.items()},
+                "batching": dict(self.policy.stats)}
 
-    @app.get("/v1/models")
-    async def models(request: Request):
-        authorize(request)
-        return {"object": "list", "data": [{"id": served, "object": "model", "created": started, "owned_by": "qstar"}]}
+    async def models(self, request: Request):
+        self.authorize(request)
+        return {"object": "list", "data": [{"id": self.served, "object": "model", "created": self.started,
+                                            "owned_by": "qstar"}]}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        req = parse_chat(await read_json(request), cfg, served=served, efforts=efforts)
+    async def chat(self, request: Request):
+        req = parse_chat(await self.read_json(request), self.config, served=self.served, efforts=self.efforts)
         cancelled = threading.Event()
-        deadline = time.monotonic() + cfg.request_timeout_s
-        eff = efforts[req.effort]
+        deadline = time.monotonic() + self.config.request_timeout_s
+        eff = self.efforts[req.effort]
         meta = {"effort": req.effort, "strategy": eff.strategy, "budget": eff.budget, "scorer": eff.scorer}
         kwargs = dict(effort=req.effort, n=req.n, max_tokens=req.max_tokens, temperature=req.temperature,
                       top_p=req.top_p, deadline=deadline, cancelled=cancelled)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
-            return await _stream(req, kwargs, meta, cid, created)
+            return await self.stream(req, kwargs, meta, cid, created)
         try:
-            results, usage = await in_pool(lambda: reasoner.run(req.question, **kwargs), cancelled)
+            results, usage = await self.in_pool(lambda: self.reasoner.run(req.question, **kwargs), cancelled)
         except APIError:
             raise
         except Exception as e:
@@ -178,10 +174,11 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
                     "logprobs": None, "finish_reason": "stop" if r.answer is not None else "length"}
                    for i, r in enumerate(results)]
         meta |= {"scores": [_finite(r.score) for r in results], "flops": sum(r.ledger.flops for r in results)}
-        return {"id": cid, "object": "chat.completion", "created": created, "model": served, "choices": choices,
-                "usage": usage, "system_fingerprint": None, "qstar": meta}
+        return {"id": cid, "object": "chat.completion", "created": created, "model": self.served,
+                "choices": choices, "usage": usage, "system_fingerprint": None, "qstar": meta}
 
-    async def _stream(req, kwargs, meta, cid, created):
+    async def stream(self, req, kwargs, meta, cid, created):
+        """The chat response as server-sent events: search progress, the chains, the answers, [DONE]."""
         loop, queue = asyncio.get_running_loop(), asyncio.Queue()
 
         def post(kind, item):
@@ -192,11 +189,11 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
 
         def work():
             try:
-                post("done", reasoner.run(req.question, on_progress=lambda ev: post("progress", ev), **kwargs))
+                post("done", self.reasoner.run(req.question, on_progress=lambda ev: post("progress", ev), **kwargs))
             except BaseException as e:  # noqa: B036 - every failure must reach the client
                 post("error", e)
 
-        task = asyncio.ensure_future(in_pool(work, kwargs["cancelled"]))
+        task = asyncio.ensure_future(self.in_pool(work, kwargs["cancelled"]))
         getter = asyncio.ensure_future(queue.get())
         await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
         if not getter.done():
@@ -209,15 +206,12 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
         if first[0] == "error":
             await task
             raise _search_error(first[1])
-        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served,
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.served,
                 "system_fingerprint": None}
 
-        def sse(obj) -> str:
-            return f"data: {json.dumps(obj)}\n\n"
-
         def chunk(delta: dict, index: int = 0, finish: str | None = None) -> str:
-            return sse({**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                             "finish_reason": finish}]})
+            return _sse({**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
+                                              "finish_reason": finish}]})
 
         async def events():
             try:
@@ -229,7 +223,7 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
                                               f"{item['rows']} samples, {item['tokens']}/{item['cap']} tokens\n"})
                     kind, item = await queue.get()
                 if kind == "error":
-                    yield sse(_search_error(item).body())
+                    yield _sse(_search_error(item).body())
                     return
                 results, usage = item
                 for i, r in enumerate(results):
@@ -239,7 +233,7 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
                         yield chunk({"content": r.answer}, i)
                     yield chunk({}, i, "stop" if r.answer is not None else "length")
                 if req.include_usage:
-                    yield sse({**base, "choices": [], "usage": usage})
+                    yield _sse({**base, "choices": [], "usage": usage})
                 yield "data: [DONE]\n\n"
             finally:
                 kwargs["cancelled"].set()  # a client that went away stops the search at its next policy call
@@ -247,10 +241,10 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        req = parse_completion(await read_json(request), cfg, served=served)
+    async def completions(self, request: Request):
+        req = parse_completion(await self.read_json(request), self.config, served=self.served)
         prompts = [Prompt(q, p) for q, p in req.prompts]
+        shared = self.policy
 
         def work():
             if req.max_tokens == 0:
@@ -260,7 +254,7 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
                                      max_tokens=req.max_tokens, stop_at_step=req.stop_at_step)
 
         try:
-            rows = await in_pool(work)
+            rows = await self.in_pool(work)
         except APIError:
             raise
         except Exception as e:
@@ -269,10 +263,30 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
         prompt_tokens = sum(c.prompt_tokens for row in rows for c in row)
         completion_tokens = sum(c.n_tokens for row in rows for c in row)
         return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
-                "model": served, "choices": choices, "usage": {"prompt_tokens": prompt_tokens,
+                "model": self.served, "choices": choices, "usage": {"prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}
 
+
+def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
+    """An ASGI app serving ``policy``: a ``ServeApp`` with its handlers registered as the routes. Raises ValueError
+    for a bad config (unknown effort, oracle scorer, ...)."""
+    server = ServeApp(policy, config or ServeConfig())
+    app = FastAPI(title="qstar", version="0.1", lifespan=server.lifespan, docs_url=None, redoc_url=None)
+    app.state.server = server
+    app.state.policy, app.state.reasoner, app.state.config = server.policy, server.reasoner, server.config
+    app.add_exception_handler(APIError, server.api_error)
+    app.add_exception_handler(StarletteHTTPException, server.http_error)
+    app.add_exception_handler(RequestValidationError, server.validation_error)
+    app.add_exception_handler(Exception, server.crash)
+    app.add_api_route("/health", server.health, methods=["GET"])
+    app.add_api_route("/v1/models", server.models, methods=["GET"])
+    app.add_api_route("/v1/chat/completions", server.chat, methods=["POST"])
+    app.add_api_route("/v1/completions", server.completions, methods=["POST"])
     return app
+
+
+def _sse(obj) -> str:
+    return f"data: {json.dumps(obj)}\n\n"
 
 
 def _text_choice(c: Completion, index: int, req, policy) -> dict:

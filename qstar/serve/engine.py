@@ -13,19 +13,19 @@ answer is always blanked and oracle scorers are refused at startup, so no served
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import inspect
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from qstar.model.types import Completion, Policy, Prompt
 from qstar.search.types import SearchResult
+from qstar.serve.config import Effort
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
 
-__all__ = ["Effort", "DEFAULT_EFFORTS", "Reasoner", "RequestPolicy", "Cancelled", "SearchTimeout", "make_problem"]
+__all__ = ["Effort", "Reasoner", "RequestPolicy", "Cancelled", "SearchTimeout", "make_problem"]
 
 CHAT_TASK = "chat"
 
@@ -36,42 +36,6 @@ class Cancelled(Exception):
 
 class SearchTimeout(Exception):
     """The request's deadline passed before the search finished."""
-
-
-@dataclass(frozen=True)
-class Effort:
-    """What one ``reasoning_effort`` level runs.
-
-    strategy: name in ``qstar.search.STRATEGIES``. budget: N, full-chain samples worth of compute per choice.
-    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords.
-    """
-
-    strategy: str
-    budget: int = 1
-    scorer: str = "none"
-    options: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, spec: str) -> Effort:
-        """``"strategy[:budget[:scorer]]"``, e.g. ``"majority:4"`` or ``"beam:16:checker"``."""
-        parts = [p.strip() for p in str(spec).split(":")]
-        if not parts[0] or len(parts) > 3:
-            raise ValueError(f"effort spec {spec!r} must look like strategy[:budget[:scorer]], e.g. 'majority:4'")
-        try:
-            budget = int(parts[1]) if len(parts) > 1 else 1
-        except ValueError:
-            raise ValueError(f"effort spec {spec!r}: budget {parts[1]!r} is not an integer") from None
-        if budget < 1:
-            raise ValueError(f"effort spec {spec!r}: budget must be >= 1")
-        return cls(parts[0], budget, parts[2] if len(parts) > 2 else "none")
-
-
-DEFAULT_EFFORTS: dict[str, Effort] = {
-    "low": Effort("greedy", 1),
-    "medium": Effort("majority", 4),
-    # checker-weighted votes: verified answers win; unrecognised questions fall back to a vote among answered chains
-    "high": Effort("weighted_best_of_n", 16, "checker"),
-}
 
 
 def _parsers() -> list[Callable[[str], Problem | None]]:
@@ -151,12 +115,17 @@ class Reasoner:
 
     def __init__(self, policy: Policy, efforts: dict[str, Effort]) -> None:
         from qstar.scorers import get_scorer
-        from qstar.search import get_strategy
+        from qstar.search import SearchOptions, strategy_spec
+        from qstar.search.registry import check_knobs
 
         if not efforts:
             raise ValueError("at least one reasoning effort level is needed")
         self.policy, self.efforts = policy, dict(efforts)
-        self.strategies = {lvl: get_strategy(e.strategy) for lvl, e in self.efforts.items()}
+        self.options: dict[str, tuple[SearchOptions, dict]] = {}  # level -> (shared options, the strategy's knobs)
+        for lvl, e in self.efforts.items():
+            strategy_spec(e.strategy)
+            self.options[lvl] = SearchOptions().split(e.options)
+            check_knobs(e.strategy, self.options[lvl][1])
         self.scorers = {lvl: get_scorer(e.scorer) for lvl, e in self.efforts.items()}
         for lvl, s in self.scorers.items():
             if s.oracle:
@@ -171,23 +140,22 @@ class Reasoner:
         """Search ``n`` independent answers; returns (results, usage) with usage in OpenAI's shape.
 
         max_tokens: per-choice cap on generated tokens (reasoning + answer); the search gets ``n * max_tokens``.
+        temperature, top_p: the request's (None: the effort's own, else the strategy's default).
         """
+        from qstar.search.run import run_strategy
+
         eff = self.efforts[effort]
-        strategy, scorer = self.strategies[effort], self.scorers[effort]
-        accepted = inspect.signature(strategy).parameters
-        options = dict(eff.options)
-        for key, value in (("temperature", temperature), ("top_p", top_p)):
-            if value is not None and key in accepted:
-                options[key] = value
+        options, knobs = self.options[effort]
+        asked = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
+        options = dataclasses.replace(options, **asked)
         meter = RequestPolicy(self.policy, cap=n * max_tokens, deadline=deadline, cancelled=cancelled,
                               on_progress=on_progress)
         problem = make_problem(question, self.parsers)
         session = getattr(self.policy, "session", None)
-        if callable(session):
-            with session():
-                results = strategy(meter, scorer, [problem] * n, eff.budget, **options)
-        else:
-            results = strategy(meter, scorer, [problem] * n, eff.budget, **options)
+        with session() if callable(session) else contextlib.nullcontext():
+            _, rows = run_strategy(meter, self.scorers[effort], [problem] * n, strategy=eff.strategy,
+                                   budget=eff.budget, options=options, graded=False, **knobs)
+        results = [r for _, r, _ in rows]
         return results, self.usage(results)
 
     def usage(self, results: Sequence[SearchResult]) -> dict:

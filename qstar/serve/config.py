@@ -1,0 +1,124 @@
+"""Configuration of ``qstar serve``: ``ServeConfig`` (every flag), ``Effort`` (what a ``reasoning_effort`` level
+runs) and the server's fixed numbers. It imports nothing of the server: the engine, the app and the CLI build on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ServeConfig", "Effort", "efforts_of", "check_limits", "LIMITS", "LOOPBACK", "QUEUE_PER_WORKER"]
+
+#: hosts that only this machine can reach (anything else without --api-key gets a warning)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: requests allowed in flight per search worker (running or queued) before the server answers 429
+QUEUE_PER_WORKER = 4
+#: ServeConfig fields that must be >= 1
+LIMITS = ("workers", "max_body_bytes", "max_messages", "max_message_chars", "max_question_chars", "max_n",
+          "max_completion_tokens", "default_max_completion_tokens", "max_prompts")
+
+
+@dataclass(frozen=True)
+class Effort:
+    """What one ``reasoning_effort`` level runs.
+
+    strategy: name in ``qstar.search.STRATEGIES``. budget: N, full-chain samples worth of compute per choice.
+    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords
+    (``qstar.search.SearchOptions`` fields or the strategy's own knobs).
+    """
+
+    strategy: str
+    budget: int = 1
+    scorer: str = "none"
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> Effort:
+        """``"strategy[:budget[:scorer]]"``, e.g. ``"majority:4"`` or ``"beam:16:checker"``."""
+        parts = [p.strip() for p in str(spec).split(":")]
+        if not parts[0] or len(parts) > 3:
+            raise ValueError(f"effort spec {spec!r} must look like strategy[:budget[:scorer]], e.g. 'majority:4'")
+        try:
+            budget = int(parts[1]) if len(parts) > 1 else 1
+        except ValueError:
+            raise ValueError(f"effort spec {spec!r}: budget {parts[1]!r} is not an integer") from None
+        if budget < 1:
+            raise ValueError(f"effort spec {spec!r}: budget must be >= 1")
+        return cls(parts[0], budget, parts[2] if len(parts) > 2 else "none")
+
+
+@dataclass
+class ServeConfig:
+    """Serve a reasoner through an OpenAI-compatible API (chat + completions, reasoning_effort, streaming)."""
+
+    checkpoint: str = ""
+    """qstar checkpoint (run dir or HF dir) to serve with qstar's own sampler."""
+    decode_dtype: str = "float32"
+    """Sampling dtype for --checkpoint: float32 or bfloat16 (faster at high effort's large batches on CPUs with
+    AVX512-BF16; logprobs ~1e-2 from fp32's)."""
+    hf_model: str = ""
+    """Local Hugging Face causal-LM directory to serve through transformers instead."""
+    upstream: str = ""
+    """Base URL of an OpenAI-compatible server to use as the step-level policy instead (e.g. http://host:8000)."""
+    upstream_model: str = ""
+    """Model id on the upstream server (required with --upstream)."""
+    upstream_api_key: str = ""
+    """Bearer key for the upstream (default: $QSTAR_UPSTREAM_API_KEY)."""
+    upstream_timeout_s: float = 60.0
+    """Seconds per upstream request before it counts as failed (and is retried)."""
+    upstream_retries: int = 3
+    """Retries after the first attempt on upstream 5xx/429/timeouts/connection errors (exponential backoff)."""
+    name: str = ""
+    """Model id served in /v1/models and expected in requests (default: the checkpoint dir name or upstream model)."""
+    host: str = "127.0.0.1"
+    """Interface to bind; keep loopback unless an API key is set."""
+    port: int = 8000
+    """TCP port."""
+    api_key: str = ""
+    """Require 'Authorization: Bearer KEY' on /v1 endpoints (default: $QSTAR_API_KEY; empty = no auth)."""
+    device: str = "cpu"
+    """Torch device for local models."""
+    effort_low: str = "greedy:1"
+    """reasoning_effort=low as strategy[:budget[:scorer]]."""
+    effort_medium: str = "majority:4"
+    """reasoning_effort=medium as strategy[:budget[:scorer]]."""
+    # checker-weighted votes: verified answers win; unrecognised questions fall back to a vote among answered chains
+    effort_high: str = "weighted_best_of_n:16:checker"
+    """reasoning_effort=high as strategy[:budget[:scorer]] (e.g. beam:16:checker)."""
+    default_effort: str = "medium"
+    """Effort used when a request does not set reasoning_effort."""
+    max_batch: int = 64
+    """Most rows (prompts x samples) merged from concurrent requests into one policy call."""
+    max_wait_ms: float = 5.0
+    """Longest a policy call waits for concurrent calls to batch with."""
+    workers: int = 64
+    """Searches running at once (threads); further requests queue."""
+    request_timeout_s: float = 300.0
+    """A search still running after this many seconds is stopped (HTTP 504)."""
+    max_body_bytes: int = 1 << 20
+    """Largest request body accepted (HTTP 413 beyond)."""
+    max_messages: int = 64
+    """Most messages in a chat request."""
+    max_message_chars: int = 16384
+    """Longest message content / completions prompt, in characters."""
+    max_question_chars: int = 400
+    """Longest question (last user message, whitespace collapsed) in characters."""
+    max_n: int = 8
+    """Largest n (choices per request)."""
+    max_completion_tokens: int = 8192
+    """Largest max_completion_tokens / max_tokens a request may ask for (reasoning tokens included)."""
+    default_max_completion_tokens: int = 2048
+    """Per-choice token cap (reasoning included) when a request sets none."""
+    max_prompts: int = 64
+    """Most prompts in one /v1/completions request."""
+
+
+def efforts_of(cfg: ServeConfig) -> dict[str, Effort]:
+    """reasoning_effort level -> Effort, from the config's specs."""
+    return {"low": Effort.parse(cfg.effort_low), "medium": Effort.parse(cfg.effort_medium),
+            "high": Effort.parse(cfg.effort_high)}
+
+
+def check_limits(cfg: ServeConfig) -> None:
+    """ValueError for a limit below 1."""
+    for f in LIMITS:
+        if getattr(cfg, f) < 1:
+            raise ValueError(f"{f} must be >= 1, got {getattr(cfg, f)}")
