@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(BenchConfig, argv, prog="benchmarks/search.py")
     from qstar.scorers import get_scorer
     from qstar.search import STRATEGIES, get_strategy
-    from qstar.search.cli import load_policy, summarize, verify
+    from qstar.search.cli import grade, load_policy, summarize
     from qstar.tasks import get_task
 
     names = list(cfg.strategies) or list(STRATEGIES)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             results = get_strategy(name)(policy, scorer, problems, budget, **opts)
             seconds = time.perf_counter() - t0
-            correct = [verify(p, r.answer) for p, r in zip(problems, results)]
+            correct = grade(problems, results)
             row = summarize(results, correct, strategy=name, budget=budget, scorer=scorer, seconds=seconds)
             print(json.dumps(row | {"task": cfg.task}), flush=True)
     return 0

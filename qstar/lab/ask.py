@@ -93,7 +93,7 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     steps, _ = split_chain(res.chain)
     # reference-free check (judges from the question alone; None: the task has none) and the exact verifier
     check = task.check(problem, res.answer) if parsed else None
-    correct = bool(task.verify(problem, res.answer)) if parsed else None
+    correct = task.accepts(problem, res.answer) if parsed else None
     slips = _failing_steps(task, problem, steps) if parsed else 0
     out = {"question": cfg.question, "task": problem.task, "prompt": problem.question, "thinking": steps,
            "answer": res.answer, "agreement": agreement, "samples": len(answers), "strategy": strategy,

@@ -249,6 +249,7 @@ class ModelCellRunner:
 
         from qstar.learn.sft import chain_budget
         from qstar.search import get_strategy
+        from qstar.search.cli import grade
         from qstar.tasks import get_task
 
         strategy, scorer_name = split_strategy(cell["strategy"], cfg.scorer)
@@ -265,7 +266,7 @@ class ModelCellRunner:
         t0 = time.perf_counter()
         results = fn(policy, scorer, problems, cell["budget"], **limits)
         seconds = time.perf_counter() - t0
-        outcomes = [int(bool(get_task(p.task).verify(p, r.answer))) for p, r in zip(problems, results)]
+        outcomes = [int(ok) for ok in grade(problems, results)]
         test = {"scorer": scorer.name, "oracle": bool(scorer.oracle), "params": int(getattr(policy, "params", 0)),
                 "problems": [f"{p.task}:{p.key}" for p in problems], "outcomes": outcomes,
                 "tokens": [r.ledger.generated_tokens for r in results], "flops": [r.ledger.flops for r in results],

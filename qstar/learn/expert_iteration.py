@@ -43,7 +43,7 @@ from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
 from qstar.runio import atomic_write_json
-from qstar.tasks import get_task
+from qstar.tasks import get_task, judge
 from qstar.tasks.base import Problem
 
 __all__ = ["ExpertIterationConfig", "train_expert_iteration", "collect_verified", "VERIFIERS"]
@@ -102,11 +102,11 @@ class ExpertIterationConfig:
 
 
 def _gold(task, problem: Problem, text: str) -> bool:
-    return bool(task.verify(problem, task.extract_answer(text)))
+    return task.judge(problem, text).correct
 
 
 def _checker(task, problem: Problem, text: str) -> bool:
-    return bool(task.check(problem, task.extract_answer(text)))
+    return bool(task.check(problem, task.read_answer(text)))
 
 
 #: verifier name -> f(task, problem, chain text) -> keep?
@@ -187,7 +187,7 @@ def _evaluate(policy: Policy, problems: Sequence[Problem], cfg: ExpertIterationC
     if cfg.eval_samples > 0 and problems:
         rows = policy.sample([Prompt(p.question) for p in problems], n=cfg.eval_samples, temperature=cfg.temperature,
                              max_tokens=max_tokens)
-        hits = [_gold(get_task(p.task), p, c.text) for p, row in zip(problems, rows) for c in row]
+        hits = [judge(p, c.text).correct for p, row in zip(problems, rows) for c in row]
         out["eval/sample_accuracy"] = sum(hits) / len(hits)
     return out
 

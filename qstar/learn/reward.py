@@ -32,25 +32,18 @@ import torch
 import torch.nn.functional as F
 
 from qstar.learn.budget import Budget
-from qstar.learn.reward_eval import evaluate_scorer, is_correct
+from qstar.learn.reward_eval import evaluate_scorer
 from qstar.learn.sft import chain_budget
 from qstar.learn.stages import load_model, start_run
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
 from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
-from qstar.scorers.learned import (
-    AGGREGATIONS,
-    LearnedScorer,
-    RewardModel,
-    chain_steps,
-    encode_steps,
-    pad_batch,
-    save_reward_model,
-)
-from qstar.tasks import get_task
+from qstar.scorers.aggregation import AGGREGATIONS
+from qstar.scorers.learned import LearnedScorer, RewardModel, encode_steps, pad_batch, save_reward_model
+from qstar.tasks import get_task, is_correct
 from qstar.tasks.base import Problem
-from qstar.tasks.format import ANSWER_PREFIX, STEP_END
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END, chain_steps
 
 __all__ = ["RewardConfig", "train_prm", "train_orm", "sample_chains", "mc_step_labels", "label_chains",
            "reward_items", "fit_reward"]
@@ -193,7 +186,7 @@ def planted_error_records(task, problems: Sequence[Problem], *, seed: int = 0) -
         for steps, answer, good in ((ref, p.answer, len(ref)), (bad, wrong_answer, first)):
             chain = render_chain(steps, answer)
             labels = [1.0] * good + [0.0] * (len(steps) - good)
-            outcome = float(bool(task.verify(p, answer)))
+            outcome = float(task.accepts(p, answer))
             labels.append(outcome)  # the answer line
             out.append({"problem": p.to_json(), "chain": chain, "steps": chain_steps(chain), "outcome": outcome,
                         "soft": labels, "hard": labels})

@@ -43,7 +43,7 @@ from qstar.model.perf import (
 from qstar.model.policy import ModelPolicy
 from qstar.model.tokenizer import CharTokenizer
 from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
-from qstar.tasks import get_task
+from qstar.tasks import get_task, judge
 from qstar.tasks.base import Problem
 from qstar.tasks.format import render_prompt
 
@@ -271,11 +271,7 @@ def greedy_accuracy(policy: ModelPolicy, problems: Sequence[Problem], *, max_tok
     from qstar.model.types import Prompt
 
     outs = policy.sample([Prompt(p.question) for p in problems], n=1, temperature=0.0, max_tokens=max_tokens)
-    hits = 0
-    for p, (c,) in zip(problems, outs):
-        task = get_task(p.task)
-        hits += bool(task.verify(p, task.extract_answer(c.text)))
-    return hits / len(problems)
+    return sum(judge(p, c.text).correct for p, (c,) in zip(problems, outs)) / len(problems)
 
 
 def chain_budget(task, problems: Sequence[Problem]) -> int:

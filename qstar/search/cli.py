@@ -84,7 +84,7 @@ def run_search(cfg: SearchConfig) -> dict:
     t0 = time.perf_counter()
     results = fn(policy, scorer, problems, cfg.budget, **(sampling | options))
     wall = time.perf_counter() - t0
-    correct = [verify(p, r.answer) for p, r in zip(problems, results)]
+    correct = grade(problems, results)
     summary = summarize(results, correct, strategy=cfg.strategy, budget=cfg.budget, scorer=scorer, seconds=wall)
     summary |= {"task": cfg.task, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
     write_outputs(Path(cfg.out), summary, problems, results, correct)
@@ -105,11 +105,11 @@ def load_policy(checkpoint: str, *, seed: int = 0, decode_dtype: str = "float32"
         raise ValueError(str(e)) from None
 
 
-def verify(problem: Problem, answer: str | None) -> bool:
-    """Exact verification of an answer (evaluation only)."""
-    from qstar.tasks import get_task
+def grade(problems: Sequence[Problem], results: Sequence[SearchResult]) -> list[bool]:
+    """Is each result's answer right? The task's exact verifier (evaluation only, never selection)."""
+    from qstar.tasks import task_of
 
-    return answer is not None and bool(get_task(problem.task).verify(problem, answer))
+    return [task_of(p.task).accepts(p, r.answer) for p, r in zip(problems, results)]
 
 
 def label(strategy: str, scorer) -> str:
