@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/search.py --checkpoint runs/demo [--task mixture --problems 24 --budgets 1 2 4 8]
 
+Without --task the checkpoint's own task is evaluated (a note on stderr says when --task names another one).
+
 Prints one JSON line per (strategy, budget): strategy, label, budget, accuracy, ci_low, ci_high,
 tokens_per_problem, flops_per_problem, seconds, scorer, oracle, and nodes_per_second for tree strategies.
 Without --checkpoint it trains a tiny model for --train-seconds first (so the script always runs).
@@ -28,9 +30,10 @@ class BenchConfig:
 
     checkpoint: str = ""
     """Checkpoint (run dir or HF dir); empty: train a tiny one for --train-seconds."""
-    task: str = "mixture"
-    """Task to evaluate on: the demo's default mixture (five of its six families have a programmatic checker;
-    multiplication has none, so on mult alone only the unscored strategies and learned scorers apply)."""
+    task: str = ""
+    """Task to evaluate on; empty: the one the checkpoint was trained on, else the demo's default mixture (five of its
+    six families have a programmatic checker; multiplication has none, so on mult alone only the unscored strategies
+    and learned scorers apply)."""
     problems: int = 24
     """Problems per (strategy, budget); 24 keeps the full sweep to minutes on 2 cores."""
     budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
@@ -62,18 +65,21 @@ def tiny_checkpoint(task: str, seconds: float, seed: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(BenchConfig, argv, prog="benchmarks/search.py")
+    from qstar.model.checkpoint import task_for
+    from qstar.model.policy import load_policy
     from qstar.scorers import get_scorer
     from qstar.search import STRATEGIES, get_strategy
-    from qstar.search.cli import grade, load_policy, summarize
+    from qstar.search.cli import grade, summarize
     from qstar.tasks import get_task
 
     names = list(cfg.strategies) or list(STRATEGIES)
     for name in names:
         get_strategy(name)  # fail fast on a typo
-    checkpoint = cfg.checkpoint or tiny_checkpoint(cfg.task, cfg.train_seconds, cfg.seed)
+    task = task_for(cfg.task, [cfg.checkpoint], default="mixture")
+    checkpoint = cfg.checkpoint or tiny_checkpoint(task, cfg.train_seconds, cfg.seed)
     policy = load_policy(checkpoint, seed=cfg.seed)
     scorer = get_scorer(cfg.scorer)
-    problems = get_task(cfg.task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
+    problems = get_task(task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     for name in names:
         for budget in cfg.budgets:
             opts = {"max_tokens": cfg.max_tokens}
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - t0
             correct = grade(problems, results)
             row = summarize(results, correct, strategy=name, budget=budget, scorer=scorer, seconds=seconds)
-            print(json.dumps(row | {"task": cfg.task}), flush=True)
+            print(json.dumps(row | {"task": task}), flush=True)
     return 0
 
 

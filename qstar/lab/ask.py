@@ -79,9 +79,9 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     strategy, budget, want = EFFORTS[cfg.effort]
     scorer, scorer_name = _scorer(cfg.checkpoint, want, get_scorer)
     if policy is None:
-        from qstar.lab.sweep import load_policy
+        from qstar.model.policy import load_policy
 
-        policy = load_policy(cfg.checkpoint)
+        policy = load_policy(cfg.checkpoint, seed=None)  # torch's global generator, seeded below
     # a family the router only recognised (no parsed data, no gold) has no reference chain, checker or verifier:
     # its token budget comes from the task's own held-out problems
     parsed = bool(problem.answer)

@@ -23,7 +23,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,13 +33,12 @@ from qstar.learn.sft import chain_budget, fit, greedy_accuracy
 from qstar.learn.stages import (
     finish_stage,
     load_examples,
-    load_model,
     read_summary,
     save_examples,
     stage_done,
     start_run,
 )
-from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
+from qstar.model.checkpoint import load_checkpoint, load_model, resolve_checkpoint, task_for
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
 from qstar.runio import atomic_write_json
@@ -55,8 +54,9 @@ class ExpertIterationConfig:
 
     init: str = ""
     """Starting policy checkpoint (run dir or HF dir), usually an SFT run."""
-    task: str = "countdown"
-    """Task name; rounds draw fresh train-split problems, evaluation uses the test split."""
+    task: str = ""
+    """Task name; rounds draw fresh train-split problems, evaluation uses the test split. Empty: the task the --init
+    checkpoint was trained on, else countdown."""
     out: str = "runs/ei"
     """Run directory: ei-round-k/ per round, summary.json at the end."""
     rounds: int = 3
@@ -213,6 +213,7 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
 
     _check(cfg)
     configure_threads()
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="countdown", doing="training"))
     task = get_task(cfg.task)
     model, tok, _ = load_model(cfg.init, flag="--init")  # ValueError for a missing/corrupt/foreign checkpoint
     out = start_run(cfg.out, force=cfg.force)

@@ -29,7 +29,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -40,7 +40,7 @@ from qstar.learn.budget import Budget
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
 from qstar.learn.rewards import combine, parse_weights
 from qstar.learn.sft import chain_budget, greedy_accuracy
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from qstar.model.checkpoint import load_checkpoint, load_model, save_checkpoint, task_for
 from qstar.model.model import KVCache
 from qstar.model.perf import configure_threads
 from qstar.model.policy import ModelPolicy
@@ -58,8 +58,9 @@ class GRPOConfig:
 
     init: str = field(default="", metadata={"required": True})
     """Checkpoint to start from (an SFT run dir or HF dir); also the KL reference when beta > 0."""
-    task: str = "mult"
-    """Task whose train split supplies problems and whose verifier gives the reward."""
+    task: str = ""
+    """Task whose train split supplies problems and whose verifier gives the reward; empty: the task the --init
+    checkpoint was trained on, else mult."""
     out: str = "runs/grpo"
     """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
     max_updates: int = 200
@@ -116,6 +117,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     """Run a GRPO stage; returns the summary dict (also written to OUT/summary.json)."""
     configure_threads()
     _validate(cfg)
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training"))
     out = Path(cfg.out)
     summary_path, resume_dir, metrics_path = out / "summary.json", out / "resume", out / "metrics.jsonl"
     if summary_path.exists() and not cfg.force:
@@ -124,7 +126,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         reset_run_dir(out)
     task = get_task(cfg.task)
     weights = parse_weights(cfg.rewards)
-    model, tok, init_meta = _load(cfg.init, "--init")
+    model, tok, init_meta = load_model(cfg.init, flag="--init")
     state = {"step": 0, "seconds": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0, "zero_signal": 0}
     resuming = cfg.resume and (resume_dir / "config.json").exists()
     model, state, opt_state = _restore(resume_dir, model.cfg, state, cfg) if resuming else (model, state, None)
@@ -132,7 +134,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     out.mkdir(parents=True, exist_ok=True)
-    ref = _load(cfg.init, "--init")[0].requires_grad_(False) if cfg.beta > 0 else None
+    ref = load_model(cfg.init, flag="--init")[0].requires_grad_(False) if cfg.beta > 0 else None
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test") if cfg.eval_problems else []
     probe = eval_problems or task.generate(64, seed=cfg.seed, split="test")
     max_new = cfg.max_completion_tokens or chain_budget(task, probe)
@@ -364,14 +366,6 @@ def _validate(cfg: GRPOConfig) -> None:
         raise ValueError(next(message for bad, message in checks if bad))
 
 
-def _load(path: str, flag: str):
-    """(model, tokenizer, meta) of a run dir or HF dir; unusable checkpoints become a ValueError naming the flag."""
-    try:
-        return load_checkpoint(resolve_checkpoint(path))
-    except CheckpointError as e:
-        raise ValueError(f"{flag}: {e}") from None  # the error names the path
-
-
 def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -> None:
     """Weights (atomic HF dir, step in its meta), then optimizer state tagged with the same step."""
     _check_finite(model)
@@ -383,7 +377,7 @@ def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -
 
 def _restore(resume_dir: Path, init_arch, state: dict, cfg: GRPOConfig):
     """(model, state, optimizer state or None) of a snapshot, whose architecture must match --init's."""
-    model, _, meta = _load(str(resume_dir), "resume snapshot")
+    model, _, meta = load_checkpoint(resume_dir)  # a CheckpointError (a ValueError) names the snapshot's path
     if model.cfg != init_arch:
         raise ValueError(f"{resume_dir} holds a model of another architecture than --init {cfg.init}; "
                          "use --force to start over or --no-resume")

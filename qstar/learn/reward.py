@@ -25,7 +25,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from qstar.learn.budget import Budget
 from qstar.learn.reward_eval import evaluate_scorer
 from qstar.learn.sft import chain_budget
-from qstar.learn.stages import load_model, start_run
+from qstar.learn.stages import start_run
+from qstar.model.checkpoint import load_model, task_for
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
@@ -55,8 +56,9 @@ class RewardConfig:
 
     init: str = ""
     """Policy checkpoint (run dir or HF dir) that samples the chains and the Monte-Carlo completions."""
-    task: str = "mult"
-    """Task name; train chains come from its train split, evaluation from its test split."""
+    task: str = ""
+    """Task name; train chains come from its train split, evaluation from its test split. Empty: the task the --init
+    policy was trained on, else mult."""
     out: str = "runs/prm"
     """Run directory: checkpoint/, summary.json, labels.jsonl."""
     trunk: str = "shared"
@@ -323,6 +325,7 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
 
     _check(cfg, kind)
     configure_threads()
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training a verifier for"))
     task = get_task(cfg.task)
     policy_model, tok, _ = load_model(cfg.init, flag="--init")
     if cfg.labels and not Path(cfg.labels).is_file():

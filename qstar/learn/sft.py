@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import qstar  # noqa: F401  (thread env before torch)
 from qstar.learn.budget import Budget
 from qstar.learn.optim import MuonAdamW, make_optimizer
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from qstar.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, task_for
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import (
     attention_flops,
@@ -56,8 +56,9 @@ IGNORE = -100
 class SFTConfig:
     """Supervised fine-tuning on a task's reference chains."""
 
-    task: str = "mult"
-    """Task name (see `qstar tasks`); problems are generated on the fly from its train split."""
+    task: str = ""
+    """Task name (see `qstar tasks`); problems are generated on the fly from its train split. Empty: the task the
+    --init checkpoint was trained on, else mult."""
     out: str = "runs/sft"
     """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
     init: str = ""
@@ -286,6 +287,7 @@ def chain_budget(task, problems: Sequence[Problem]) -> int:
 def train_sft(cfg: SFTConfig) -> dict:
     """Run an SFT stage; returns the summary dict (also written to OUT/summary.json)."""
     configure_threads()
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training"))
     out = Path(cfg.out)
     task = get_task(cfg.task)
     if cfg.seconds <= 0 and cfg.max_steps <= 0:
@@ -309,7 +311,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             opt_state = torch.load(resume_dir / "optimizer.pt", weights_only=True)
         print(f"resuming {out} at step {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
     elif cfg.init:
-        model, tok, _ = load_checkpoint(resolve_checkpoint(cfg.init))
+        model, tok, _ = load_model(cfg.init, flag="--init")
     else:
         model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
     params = model.num_params()

@@ -11,19 +11,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from qstar.model.checkpoint import save_checkpoint
 from qstar.runio import atomic_write_json, atomic_write_text, read_jsonl, reset_run_dir
 
-__all__ = ["load_model", "start_run", "finish_stage", "stage_done", "save_examples", "load_examples", "read_summary"]
-
-
-def load_model(path: str | Path, *, flag: str):
-    """(model, tokenizer, meta) from a run dir or checkpoint dir; a bad checkpoint (missing, corrupt, another
-    architecture) is a ValueError naming the flag, so the CLI prints one line instead of a traceback."""
-    try:
-        return load_checkpoint(resolve_checkpoint(path))
-    except CheckpointError as e:
-        raise ValueError(f"{flag} {path}: {e}") from None
+__all__ = ["start_run", "finish_stage", "stage_done", "save_examples", "load_examples", "read_summary"]
 
 
 def start_run(out: str | Path, *, force: bool) -> Path:

@@ -30,8 +30,8 @@ class SearchConfig:
 
     checkpoint: str = ""
     """Checkpoint: a run dir (with checkpoint/) or a Hugging Face model dir."""
-    task: str = "mult"
-    """Task name (see `qstar tasks`)."""
+    task: str = ""
+    """Task name (see `qstar tasks`); empty: the task the checkpoint was trained on, else mult."""
     strategy: str = "majority"
     """greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential or compute_optimal."""
     budget: int = 4
@@ -61,6 +61,8 @@ class SearchConfig:
 
 def run_search(cfg: SearchConfig) -> dict:
     """Run ``cfg`` and write OUT/summary.json + OUT/results.jsonl; returns the summary."""
+    from qstar.model.checkpoint import task_for
+    from qstar.model.policy import load_policy
     from qstar.scorers import get_scorer, learned_kind
     from qstar.tasks import get_task
 
@@ -76,9 +78,9 @@ def run_search(cfg: SearchConfig) -> dict:
     if not isinstance(options, dict):
         raise ValueError("--options must be a JSON object")
     scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
-    task = get_task(cfg.task)
-    problems = task.generate(cfg.problems, seed=cfg.seed, split=cfg.split)
-    policy = load_policy(cfg.checkpoint, seed=cfg.seed, decode_dtype=cfg.decode_dtype)
+    task_name = task_for(cfg.task, [cfg.checkpoint], default="mult")
+    problems = get_task(task_name).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
+    policy = load_policy(cfg.checkpoint, seed=cfg.seed, dtype=cfg.decode_dtype)
     sampling = {"max_tokens": cfg.max_tokens} | ({} if cfg.strategy in ("greedy", "sequential")
                                                  else {"temperature": cfg.temperature})
     t0 = time.perf_counter()
@@ -86,23 +88,10 @@ def run_search(cfg: SearchConfig) -> dict:
     wall = time.perf_counter() - t0
     correct = grade(problems, results)
     summary = summarize(results, correct, strategy=cfg.strategy, budget=cfg.budget, scorer=scorer, seconds=wall)
-    summary |= {"task": cfg.task, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
+    summary |= {"task": task_name, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
     write_outputs(Path(cfg.out), summary, problems, results, correct)
     print(json.dumps(summary))
     return summary
-
-
-def load_policy(checkpoint: str, *, seed: int = 0, decode_dtype: str = "float32"):
-    """A ``ModelPolicy`` for a qstar checkpoint (run dir or HF dir) with its own seeded sampling generator."""
-    from qstar.model.checkpoint import CheckpointError, resolve_checkpoint
-    from qstar.model.policy import ModelPolicy
-    from qstar.model.policy import decode_dtype as parse_dtype
-
-    dtype = parse_dtype(decode_dtype)
-    try:
-        return ModelPolicy.from_checkpoint(resolve_checkpoint(checkpoint), seed=seed, dtype=dtype)
-    except CheckpointError as e:  # the CLI reports ValueErrors as one line, exit 2
-        raise ValueError(str(e)) from None
 
 
 def grade(problems: Sequence[Problem], results: Sequence[SearchResult]) -> list[bool]:
