@@ -70,7 +70,7 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     """Run the effort's strategy on one routed Problem and judge the answer (see module doc)."""
     import torch
 
-    from qstar.learn.sft import chain_budget
+    from qstar.learn.evaluate import chain_budget
     from qstar.scorers import get_scorer
     from qstar.search import get_strategy
     from qstar.tasks import get_task

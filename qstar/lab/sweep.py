@@ -234,7 +234,7 @@ class ModelCellRunner:
     def __call__(self, cell: Cell, cfg: SweepConfig) -> tuple[dict, list[dict]]:
         import torch
 
-        from qstar.learn.sft import chain_budget
+        from qstar.learn.evaluate import chain_budget
         from qstar.search import get_strategy
         from qstar.search.cli import grade
         from qstar.tasks import get_task

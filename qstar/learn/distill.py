@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from qstar.learn.budget import Budget
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.expert_iteration import VERIFIERS, collect_verified
-from qstar.learn.sft import chain_budget, fit, greedy_accuracy
-from qstar.learn.stages import finish_stage, load_examples, save_examples, start_run
+from qstar.learn.runs import finish_stage, load_examples, save_examples, start_run
+from qstar.learn.sft import fit
 from qstar.model.checkpoint import load_model, task_for
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads

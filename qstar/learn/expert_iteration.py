@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.retry import mixed, retry_examples
-from qstar.learn.sft import chain_budget, fit, greedy_accuracy
-from qstar.learn.stages import (
+from qstar.learn.runs import (
     finish_stage,
     load_examples,
     read_summary,
@@ -38,6 +38,7 @@ from qstar.learn.stages import (
     stage_done,
     start_run,
 )
+from qstar.learn.sft import fit
 from qstar.model.checkpoint import load_checkpoint, load_model, resolve_checkpoint, task_for
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt

@@ -1,6 +1,6 @@
 """Measuring verifiers: validation loss, AUC, and best-of-N / weighted-vote selection on given samples.
 
-Used by ``qstar.learn.reward`` (the training summary) and ``benchmarks/prm.py`` (curves with CIs).
+Used by ``qstar.learn.reward_model`` (the training summary) and ``benchmarks/prm.py`` (curves with CIs).
 """
 
 from __future__ import annotations

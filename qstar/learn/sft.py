@@ -29,7 +29,9 @@ import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
 from qstar.learn.budget import Budget
+from qstar.learn.evaluate import chain_budget, greedy_accuracy  # scripts still import both from here
 from qstar.learn.optim import MuonAdamW, make_optimizer
+from qstar.learn.runs import start_run
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, task_for
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import (
@@ -42,9 +44,8 @@ from qstar.model.perf import (
 )
 from qstar.model.policy import ModelPolicy
 from qstar.model.tokenizer import CharTokenizer
-from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
-from qstar.tasks import get_task, judge
-from qstar.tasks.base import Problem
+from qstar.runio import append_jsonl, atomic_write_json
+from qstar.tasks import get_task
 from qstar.tasks.format import render_prompt
 
 Example = tuple[str, str]  # (question, chain text)
@@ -262,25 +263,6 @@ class _bar:
         self.t.close()
 
 
-# --------------------------------------------------------------------------------------------------- evaluation
-
-
-def greedy_accuracy(policy: ModelPolicy, problems: Sequence[Problem], *, max_tokens: int = 256) -> float:
-    """Fraction of ``problems`` whose greedy chain's answer the exact verifier accepts."""
-    if not problems:
-        return float("nan")
-    from qstar.model.types import Prompt
-
-    outs = policy.sample([Prompt(p.question) for p in problems], n=1, temperature=0.0, max_tokens=max_tokens)
-    return sum(judge(p, c.text).correct for p, (c,) in zip(problems, outs)) / len(problems)
-
-
-def chain_budget(task, problems: Sequence[Problem]) -> int:
-    """Max new tokens for evaluation: 1.5x the longest reference chain, at least 32."""
-    longest = max((len(task.reference(p)) for p in problems), default=32)
-    return max(32, int(longest * 1.5) + 8)
-
-
 # --------------------------------------------------------------------------------------------------- entrypoint
 
 
@@ -294,11 +276,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         raise ValueError("give a positive --max-steps (or --seconds) budget")
     budget = Budget.of(cfg.max_steps, cfg.seconds)
     summary_path, resume_dir = out / "summary.json", out / "resume"
-    if summary_path.exists() and not cfg.force:
-        raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
-    if cfg.force:
-        reset_run_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    start_run(out, force=cfg.force)
     torch.manual_seed(cfg.seed)
 
     # 1) model: resume snapshot > --init checkpoint > fresh preset
@@ -425,4 +403,4 @@ def _atomic_torch_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["SFTConfig", "train_sft", "fit", "greedy_accuracy", "encode_example", "collate", "CheckpointError"]
+__all__ = ["SFTConfig", "train_sft", "fit", "encode_example", "collate", "CheckpointError"]

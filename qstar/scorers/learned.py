@@ -7,7 +7,7 @@ step line, and the <eos> appended after the answer line. A read position therefo
 
 - ORM ("orm"): trained with the chain's outcome (verified or not) at every step end (a value model in the sense
   of Cobbe et al. 2021; the extra positions regularise it and give partial chains a score). ``score`` reads <eos>.
-- PRM ("prm"): trained with Monte-Carlo step labels (Math-Shepherd, see ``qstar.learn.reward``): the chance
+- PRM ("prm"): trained with Monte-Carlo step labels (Math-Shepherd, see ``qstar.learn.reward_model``): the chance
   that the policy still reaches a right answer from each step prefix. ``score`` aggregates the step scores
   (``aggregation``: min, prod, last or mean; min is the Let's-Verify default).
 

@@ -1,4 +1,5 @@
-"""Stage directories for multi-round learning (expert iteration, distillation): start, finish, resume.
+"""Run directories: every trainer starts one with ``start_run`` (a finished run is refused unless --force), and
+multi-round learning (expert iteration, distillation) finishes and resumes its stages here.
 
 A finished stage directory holds ``checkpoint/`` (HF dir; meta {"stage", "config", "metrics"}) and
 ``summary.json``, written last: a directory with a summary is done, one without is redone after a kill.
@@ -18,7 +19,8 @@ __all__ = ["start_run", "finish_stage", "stage_done", "save_examples", "load_exa
 
 
 def start_run(out: str | Path, *, force: bool) -> Path:
-    """Create the run directory; ValueError if it already holds a finished run (OUT/summary.json) unless force."""
+    """Create the run directory; ValueError if it already holds a finished run (OUT/summary.json) unless force, which
+    removes it first."""
     out = Path(out)
     if (out / "summary.json").exists() and not force:
         raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
