@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/search.py --checkpoint runs/demo [--task mixture --problems 24 --budgets 1 2 4 8]
 
+Without --task the checkpoint's own task is evaluated (a note on stderr says when --task names another one).
+
 Prints one JSON line per (strategy, budget): strategy, label, budget, accuracy, ci_low, ci_high,
 tokens_per_problem, flops_per_problem, seconds, scorer, oracle, and nodes_per_second for tree strategies.
 Without --checkpoint it trains a tiny model for --train-steps updates first (so the script always runs; a step
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 
 from bench_common import SAFETY_SECONDS, sft_warmup
@@ -31,9 +32,10 @@ class BenchConfig:
 
     checkpoint: str = ""
     """Checkpoint (run dir or HF dir); empty: train a tiny one for --train-seconds."""
-    task: str = "mixture"
-    """Task to evaluate on: the demo's default mixture (five of its six families have a programmatic checker;
-    multiplication has none, so on mult alone only the unscored strategies and learned scorers apply)."""
+    task: str = ""
+    """Task to evaluate on; empty: the one the checkpoint was trained on, else the demo's default mixture (five of its
+    six families have a programmatic checker; multiplication has none, so on mult alone only the unscored strategies
+    and learned scorers apply)."""
     problems: int = 24
     """Problems per (strategy, budget); 24 keeps the full sweep to minutes on 2 cores."""
     budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
@@ -66,32 +68,32 @@ def tiny_checkpoint(task: str, steps: int, seed: int, max_seconds: float = SAFET
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(BenchConfig, argv, prog="benchmarks/search.py")
+    from qstar.model.checkpoint import task_for
+    from qstar.model.policy import load_policy
     from qstar.scorers import get_scorer
-    from qstar.search import STRATEGIES, get_strategy
-    from qstar.search.cli import load_policy, summarize, verify
+    from qstar.search import STRATEGIES, get_strategy, strategy_spec
+    from qstar.search.options import SearchOptions
+    from qstar.search.run import run_strategy
     from qstar.tasks import get_task
 
     names = list(cfg.strategies) or list(STRATEGIES)
     for name in names:
         get_strategy(name)  # fail fast on a typo
+    task = task_for(cfg.task, [cfg.checkpoint], default="mixture")
     checkpoint, trained = cfg.checkpoint, {}
     if not checkpoint:
-        checkpoint, trained = tiny_checkpoint(cfg.task, cfg.train_steps, cfg.seed, cfg.max_seconds)
+        checkpoint, trained = tiny_checkpoint(task, cfg.train_steps, cfg.seed, cfg.max_seconds)
         trained = {"cut_short": trained["sft_cut_short"], "train_steps": trained["sft_steps"]}
     policy = load_policy(checkpoint, seed=cfg.seed)
     scorer = get_scorer(cfg.scorer)
-    problems = get_task(cfg.task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
+    problems = get_task(task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     for name in names:
         for budget in cfg.budgets:
-            opts = {"max_tokens": cfg.max_tokens}
-            if name not in ("greedy", "sequential"):
-                opts["temperature"] = cfg.temperature
-            t0 = time.perf_counter()
-            results = get_strategy(name)(policy, scorer, problems, budget, **opts)
-            seconds = time.perf_counter() - t0
-            correct = [verify(p, r.answer) for p, r in zip(problems, results)]
-            row = summarize(results, correct, strategy=name, budget=budget, scorer=scorer, seconds=seconds)
-            print(json.dumps(row | {"task": cfg.task} | trained), flush=True)
+            # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
+            options = SearchOptions(temperature=None if strategy_spec(name).deterministic else cfg.temperature,
+                                    max_tokens=cfg.max_tokens)
+            row, _ = run_strategy(policy, scorer, problems, strategy=name, budget=budget, options=options)
+            print(json.dumps(row | {"task": task} | trained), flush=True)
     return 0
 
 

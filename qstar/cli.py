@@ -14,8 +14,8 @@ from qstar.config import add_config_arguments, config_from_namespace
 COMMANDS: dict[str, str] = {
     "train sft": "qstar.learn.sft:SFTConfig:train_sft",
     "train grpo": "qstar.learn.grpo:GRPOConfig:train_grpo",
-    "train prm": "qstar.learn.reward:RewardConfig:train_prm",
-    "train orm": "qstar.learn.reward:RewardConfig:train_orm",
+    "train prm": "qstar.learn.reward_model:RewardConfig:train_prm",
+    "train orm": "qstar.learn.reward_model:RewardConfig:train_orm",
     "train expert-iteration": "qstar.learn.expert_iteration:ExpertIterationConfig:train_expert_iteration",
     "train distill": "qstar.learn.distill:DistillConfig:train_distill",
     "search": "qstar.search.cli:SearchConfig:run_search",
@@ -32,7 +32,8 @@ class UserError(Exception):
     """An error caused by the user's input; printed as one line, exit code 2."""
 
 
-def _load(spec: str):
+def _command(spec: str):
+    """(Config class, function) of a command spec (imports its module)."""
     module, cls, fn = spec.split(":")
     mod = importlib.import_module(module)
     return getattr(mod, cls), getattr(mod, fn)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     words = [w for w, s in COMMANDS.items() if s == spec][0]
     try:
-        cfg_cls, fn = _load(spec)
+        cfg_cls, fn = _command(spec)
     except ImportError as e:
         print(f"qstar {words}: not available ({e})", file=sys.stderr)
         return 2

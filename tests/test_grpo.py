@@ -10,6 +10,7 @@ import qstar.learn.grpo as grpo
 from qstar.learn.grpo import GRPOConfig, train_grpo
 from qstar.learn.losses import LOSSES
 from qstar.model.checkpoint import load_checkpoint
+from qstar.model.logprobs import completion_logprobs
 from qstar.runio import read_jsonl
 
 # letters: the tiny checkpoint's samples are right about half the time, so groups have reward variance from the start.
@@ -82,9 +83,9 @@ def test_an_update_raises_the_rewarded_chains_probability(tiny_checkpoint, loss)
         owner = [i // G for i in range(len(samples))]
         chunk = grpo._chunk(None, prompts, owner, samples, adv, list(range(len(samples))))
 
-        def objective(model=model, chunk=chunk, adv=adv):
+        def objective(model=model, chunk=chunk, adv=adv):  # this iteration's batch
             with torch.no_grad():
-                logp, _ = grpo._token_logp(model, *chunk["inputs"], chunk["mask"])
+                logp, _ = completion_logprobs(model, *chunk["inputs"], chunk["mask"])
             return float((adv[:, None] * logp * chunk["mask"]).sum())
 
         before = objective()
@@ -222,7 +223,7 @@ def test_shared_prompt_forward_matches_one_plain_pass():
     cids, mask = torch.zeros(6, T, dtype=torch.long), torch.zeros(6, T)
     for b, c in enumerate(comps):
         cids[b, : len(c)], mask[b, : len(c)] = torch.tensor(c), 1.0
-    logp, entropy = grpo._token_logp(model, prompts, torch.tensor(owner), cids, mask)
+    logp, entropy = completion_logprobs(model, prompts, torch.tensor(owner), cids, mask)
     (logp * torch.arange(1.0, 7.0)[:, None]).sum().backward()  # distinct weights per row
     shared = torch.cat([p.grad.flatten() for p in model.parameters()])
     model.zero_grad()

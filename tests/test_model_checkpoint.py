@@ -70,6 +70,26 @@ def test_resolve_checkpoint_run_dir(saved, tmp_path):
         resolve_checkpoint(tmp_path / "nowhere")
 
 
+def test_run_dirs_resolve_and_record_their_task(saved, tmp_path, capsys):
+    d, model = saved
+    run = tmp_path / "ei"  # a run dir without checkpoint/: its summary names the last round's checkpoint
+    save_checkpoint(run / "ei-round-2" / "checkpoint", model, TOK, meta={"stage": "ei", "config": {"task": "letters"}})
+    (run / "summary.json").write_text(json.dumps({"checkpoint": str(run / "ei-round-2" / "checkpoint")}))
+    assert resolve_checkpoint(run) == run / "ei-round-2" / "checkpoint"
+    assert ck.checkpoint_task(run) == "letters" and ck.checkpoint_task(d) is None
+    assert ck.checkpoint_task(tmp_path / "nowhere") is None
+    assert ck.task_for("", [run], default="mult") == "letters" and ck.task_for("", [d], default="mult") == "mult"
+    assert capsys.readouterr().err == ""
+    assert ck.task_for("decimals", [run], default="mult") == "decimals"
+    assert "trained on task 'letters'; evaluating it on task 'decimals'" in capsys.readouterr().err
+    model2, _, meta = ck.load_model(run)
+    assert meta["config"]["task"] == "letters"
+    with pytest.raises(ValueError, match="--init: no checkpoint at .*nowhere.*no checkpoint here"):
+        ck.load_model(tmp_path / "nowhere", flag="--init")
+    with pytest.raises(ValueError, match="--teacher: no checkpoint at"):
+        ck.find_checkpoint(tmp_path / "nowhere", flag="--teacher")
+
+
 def _copy(saved, tmp_path):
     import shutil
 

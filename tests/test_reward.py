@@ -11,7 +11,8 @@ import shutil
 import pytest
 import torch
 
-from qstar.learn.reward import (
+from qstar.learn.reward_eval import auc, reward_loss, selection_accuracy
+from qstar.learn.reward_model import (
     RewardConfig,
     fit_reward,
     mc_step_labels,
@@ -20,7 +21,6 @@ from qstar.learn.reward import (
     train_orm,
     train_prm,
 )
-from qstar.learn.reward_eval import auc, reward_loss, selection_accuracy
 from qstar.model.checkpoint import CheckpointError, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.policy import ModelPolicy

@@ -93,3 +93,16 @@ def test_qstar_search_decodes_in_bf16(tiny_checkpoint, tmp_path):
     summary = run_search(cfg)
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and summary["tokens_per_problem"] > 0 and all(r["chain"] for r in rows)
+
+
+def test_qstar_search_defaults_to_the_checkpoints_task(tiny_checkpoint, tmp_path, capsys):
+    from qstar.model.checkpoint import load_checkpoint, save_checkpoint
+
+    model, tok, _ = load_checkpoint(tiny_checkpoint)
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoint", model, tok, meta={"stage": "sft", "config": {"task": "decimals"}})
+    base = dict(checkpoint=str(run), strategy="greedy", budget=1, problems=2, max_tokens=48)
+    assert run_search(SearchConfig(**base, out=str(tmp_path / "a")))["task"] == "decimals"
+    assert "trained on task" not in capsys.readouterr().err
+    assert run_search(SearchConfig(**base, task="letters", out=str(tmp_path / "b")))["task"] == "letters"
+    assert "trained on task 'decimals'; evaluating it on task 'letters'" in capsys.readouterr().err

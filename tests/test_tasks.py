@@ -163,6 +163,47 @@ def test_parsers_never_raise(name, pools):
         T.verify(p, junk), T.check(p, junk), task.check_step(p, [junk], junk), task.implied_answer(p, [junk])
 
 
+class _Choking(T.Task):
+    """A task whose parser and verifier raise on everything: judge must still answer."""
+
+    def extract_answer(self, text):
+        raise RuntimeError("parser bug")
+
+    def verify(self, problem, answer):
+        raise RuntimeError("verifier bug")
+
+
+@pytest.mark.parametrize("name", SYNTH + ["mixture", "gsm8k", "math500", "plain", "choking"])
+def test_judge_never_raises_and_agrees_with_the_verifier(name, pools):
+    if name in SYNTH:
+        task, p = T.get_task(name), pools[name]["train"][0]
+    elif name == "mixture":
+        task, p = T.get_task("mixture"), T.get_task("mixture").generate(1, seed=3)[0]
+    elif name in ("gsm8k", "math500"):
+        task, p = T.get_task(name), Problem(name, "q", "\\frac{1}{2}" if name == "math500" else "18", "k", {})
+    elif name == "plain":  # a problem from outside the registry: plain format, exact match
+        task, p = T.PlainTask(), Problem("user", "q", "7", "k")
+    else:
+        task, p = _Choking(), Problem("x", "q", "1", "k")
+
+    @HYPO
+    @given(st.one_of(st.text(), st.binary(), st.none(), st.integers(), st.text().map(lambda s: "Answer: " + s),
+                     st.text(alphabet="0123456789+-*/()=\\{}boxed :.,\n#Answer").map(lambda s: s[:80])))
+    def run(text):
+        v = task.judge(p, text)
+        assert isinstance(v, T.Verdict) and isinstance(v.correct, bool)
+        assert v.answer is None or isinstance(v.answer, str)
+        assert v == T.judge(p, text) or name == "choking"
+        assert v.answer == task.read_answer(text) and v.correct == task.accepts(p, v.answer)
+        assert not v.correct or v.answer is not None
+
+    run()
+    if name != "choking":
+        right = task.reference(p) if name in SYNTH + ["mixture"] else "Answer: " + p.answer
+        assert task.judge(p, right) == T.Verdict(p.answer, True) and T.is_correct(p, right)
+        assert task.judge(p, "no answer line") == T.Verdict(None, False) or name in ("gsm8k", "math500")
+
+
 def test_unknown_task_and_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="registered tasks: .*countdown.*mult"):
         T.get_task("nope")

@@ -70,7 +70,7 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     """Run the effort's strategy on one routed Problem and judge the answer (see module doc)."""
     import torch
 
-    from qstar.learn.sft import chain_budget
+    from qstar.learn.evaluate import chain_budget
     from qstar.scorers import get_scorer
     from qstar.search import get_strategy
     from qstar.tasks import get_task
@@ -79,9 +79,9 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     strategy, budget, want = EFFORTS[cfg.effort]
     scorer, scorer_name = _scorer(cfg.checkpoint, want, get_scorer)
     if policy is None:
-        from qstar.lab.sweep import load_policy
+        from qstar.model.policy import load_policy
 
-        policy = load_policy(cfg.checkpoint)
+        policy = load_policy(cfg.checkpoint, seed=None)  # torch's global generator, seeded below
     # a family the router only recognised (no parsed data, no gold) has no reference chain, checker or verifier:
     # its token budget comes from the task's own held-out problems
     parsed = bool(problem.answer)
@@ -93,7 +93,7 @@ def think(cfg: AskConfig, problem, *, policy=None) -> dict:
     steps, _ = split_chain(res.chain)
     # reference-free check (judges from the question alone; None: the task has none) and the exact verifier
     check = task.check(problem, res.answer) if parsed else None
-    correct = bool(task.verify(problem, res.answer)) if parsed else None
+    correct = task.accepts(problem, res.answer) if parsed else None
     slips = _failing_steps(task, problem, steps) if parsed else 0
     out = {"question": cfg.question, "task": problem.task, "prompt": problem.question, "thinking": steps,
            "answer": res.answer, "agreement": agreement, "samples": len(answers), "strategy": strategy,

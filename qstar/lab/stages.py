@@ -1,7 +1,7 @@
 """The demo's stages, in order: data -> sft -> prm -> rl -> sweep -> report.
 
 Each stage is ``fn(ctx) -> outputs`` (a JSON-able dict; paths under ``outputs["checkpoint"]`` etc. are checked
-on resume) and calls the real trainers and search: qstar.learn.sft, qstar.learn.reward, qstar.learn.grpo,
+on resume) and calls the real trainers and search: qstar.learn.sft, qstar.learn.reward_model, qstar.learn.grpo,
 qstar.lab.sweep (-> qstar.search). A stage whose trainer was killed resumes through that trainer's own resume/ dir.
 """
 
@@ -126,7 +126,7 @@ def stage_prm(ctx: Ctx) -> dict:
     if not kinds:
         return {"skipped": f"scorers {c.scorer!r} and the strategies' own need no training"}
     kind = kinds.pop()
-    from qstar.learn.reward import RewardConfig, train_orm, train_prm
+    from qstar.learn.reward_model import RewardConfig, train_orm, train_prm
 
     summary = _finished(out)
     if summary is None:

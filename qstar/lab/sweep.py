@@ -36,8 +36,9 @@ class SweepConfig:
     """Budgets N (full-chain samples worth of compute per problem; see each strategy's budget mapping)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """Sampling seeds; the problem set is the same for every seed so results pool per problem."""
-    task: str = "mixture"
-    """Task whose held-out (test) split is evaluated."""
+    task: str = ""
+    """Task whose held-out (test) split is evaluated; empty: the task the first checkpoint was trained on, else
+    mixture."""
     problems: int = 40
     """Held-out problems per cell."""
     problem_seed: int = 0
@@ -82,9 +83,13 @@ Runner = Callable[[Cell, SweepConfig], tuple[dict, list[dict]]]
 
 
 def config_hash(cfg: SweepConfig) -> str:
-    """Hash of everything but the grid axes and the output path: cells of different hashes must not be pooled."""
+    """Hash of everything but the grid axes and the output path: cells of different hashes must not be pooled. The
+    task is the effective one, so leaving --task to the checkpoint pools with naming it."""
+    from qstar.model.checkpoint import task_for
+
     d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoints", "strategies", "budgets", "seeds",
                                                               "trees", "force")}
+    d["task"] = task_for(cfg.task, cfg.checkpoints, default="mixture", note=False)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -136,6 +141,9 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     runner(cell, cfg) -> (test record without key fields, tree records): defaults to ``ModelCellRunner`` (real
     checkpoints, qstar.search strategies); tests inject scripted ones. on_cell(done, total) reports progress.
     """
+    from qstar.model.checkpoint import task_for
+
+    cfg = dataclasses.replace(cfg, task=task_for(cfg.task, cfg.checkpoints, default="mixture"))
     if learned_kind(cfg.scorer) and not cfg.scorer_checkpoint:  # a demo run dir carries its trained reward model
         found = [Path(c) / "stages" / "prm" / "checkpoint" for c in cfg.checkpoints]
         found = [p for p in found if (p / "config.json").is_file()]
@@ -182,35 +190,10 @@ def check_config(cfg: SweepConfig) -> None:
             raise ValueError(f"scorer {scorer!r} is learned: pass --scorer-checkpoint (e.g. a `qstar train "
                              f"{learned_kind(scorer)}` run dir), or use a programmatic scorer (checker, none)")
     get_task(cfg.task)
+    from qstar.model.checkpoint import find_checkpoint
+
     for c in cfg.checkpoints:
-        resolve_reasoner(c)
-
-
-def resolve_reasoner(path: str | Path) -> Path:
-    """A reasoner checkpoint dir from a checkpoint dir, a demo run dir (its summary's final checkpoint) or a
-    trainer run dir (DIR/checkpoint); ValueError naming what to run otherwise."""
-    p = Path(path)
-    for candidate in (p, p / "checkpoint"):  # a demo run dir links DIR/checkpoint to its final reasoner
-        if (candidate / "config.json").is_file():
-            return candidate
-    if (p / "summary.json").is_file():
-        ckpt = json.loads((p / "summary.json").read_text()).get("checkpoint")
-        if ckpt and (Path(ckpt) / "config.json").is_file():
-            return Path(ckpt)
-    raise ValueError(f"no checkpoint at {p}: run `qstar demo --out {p}` first, or pass --checkpoint with a run dir "
-                     "or a Hugging Face checkpoint dir")
-
-
-def load_policy(path: str | Path):
-    """ModelPolicy for ``path`` (see resolve_reasoner); a corrupt checkpoint is a ValueError, not a traceback."""
-    from qstar.model.checkpoint import CheckpointError
-    from qstar.model.policy import ModelPolicy
-
-    ckpt = resolve_reasoner(path)
-    try:
-        return ModelPolicy.from_checkpoint(ckpt, name=model_label(str(ckpt)))
-    except CheckpointError as e:
-        raise ValueError(str(e)) from None
+        find_checkpoint(c, flag="--checkpoints")
 
 
 class ModelCellRunner:
@@ -230,7 +213,11 @@ class ModelCellRunner:
 
     def policy(self, checkpoint: str):
         if checkpoint not in self._policies:
-            self._policies[checkpoint] = load_policy(checkpoint)
+            from qstar.model.policy import load_policy
+
+            # seed None: each cell seeds torch's global generator, so one policy serves every cell and seed
+            self._policies[checkpoint] = load_policy(checkpoint, flag="--checkpoints", seed=None,
+                                                     name=model_label(checkpoint))
         return self._policies[checkpoint]
 
     def scorer(self, cfg: SweepConfig, name: str):
@@ -242,7 +229,7 @@ class ModelCellRunner:
         return self._scorers[name]
 
     def __call__(self, cell: Cell, cfg: SweepConfig) -> tuple[dict, list[dict]]:
-        from qstar.learn.sft import chain_budget
+        from qstar.learn.evaluate import chain_budget
         from qstar.search import strategy_spec
         from qstar.search.run import run_strategy
         from qstar.tasks import get_task

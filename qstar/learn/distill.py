@@ -13,14 +13,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from qstar.learn.budget import Budget
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.expert_iteration import VERIFIERS, collect_verified
-from qstar.learn.sft import chain_budget, fit, greedy_accuracy
-from qstar.learn.stages import finish_stage, load_examples, load_model, save_examples, start_run
+from qstar.learn.runs import finish_stage, load_examples, save_examples, start_run
+from qstar.learn.sft import fit
+from qstar.model.checkpoint import load_model, task_for
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 
@@ -33,8 +35,9 @@ class DistillConfig:
 
     teacher: str = ""
     """Teacher checkpoint (run dir or HF dir)."""
-    task: str = "mult"
-    """Task name: traces on its train split, evaluation on its test split."""
+    task: str = ""
+    """Task name: traces on its train split, evaluation on its test split. Empty: the task the teacher was trained
+    on, else mult."""
     out: str = "runs/distill"
     """Run directory: checkpoint/, traces.jsonl, summary.json."""
     preset: str = "tiny"
@@ -84,6 +87,7 @@ def train_distill(cfg: DistillConfig) -> dict:
     configure_threads()
     from qstar.tasks import get_task
 
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.teacher], default="mult", doing="distilling"))
     task = get_task(cfg.task)
     teacher, tok, _ = load_model(cfg.teacher, flag="--teacher")
     out = start_run(cfg.out, force=cfg.force)

@@ -23,27 +23,27 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.retry import mixed, retry_examples
-from qstar.learn.sft import chain_budget, fit, greedy_accuracy
-from qstar.learn.stages import (
+from qstar.learn.runs import (
     finish_stage,
     load_examples,
-    load_model,
     read_summary,
     save_examples,
     stage_done,
     start_run,
 )
-from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
+from qstar.learn.sft import fit
+from qstar.model.checkpoint import load_checkpoint, load_model, resolve_checkpoint, task_for
 from qstar.model.perf import configure_threads
 from qstar.model.types import Policy, Prompt
 from qstar.runio import atomic_write_json
-from qstar.tasks import get_task
+from qstar.tasks import get_task, judge
 from qstar.tasks.base import Problem
 
 __all__ = ["ExpertIterationConfig", "train_expert_iteration", "collect_verified", "VERIFIERS"]
@@ -55,8 +55,9 @@ class ExpertIterationConfig:
 
     init: str = ""
     """Starting policy checkpoint (run dir or HF dir), usually an SFT run."""
-    task: str = "countdown"
-    """Task name; rounds draw fresh train-split problems, evaluation uses the test split."""
+    task: str = ""
+    """Task name; rounds draw fresh train-split problems, evaluation uses the test split. Empty: the task the --init
+    checkpoint was trained on, else countdown."""
     out: str = "runs/ei"
     """Run directory: ei-round-k/ per round, summary.json at the end."""
     rounds: int = 3
@@ -102,11 +103,11 @@ class ExpertIterationConfig:
 
 
 def _gold(task, problem: Problem, text: str) -> bool:
-    return bool(task.verify(problem, task.extract_answer(text)))
+    return task.judge(problem, text).correct
 
 
 def _checker(task, problem: Problem, text: str) -> bool:
-    return bool(task.check(problem, task.extract_answer(text)))
+    return bool(task.check(problem, task.read_answer(text)))
 
 
 #: verifier name -> f(task, problem, chain text) -> keep?
@@ -187,7 +188,7 @@ def _evaluate(policy: Policy, problems: Sequence[Problem], cfg: ExpertIterationC
     if cfg.eval_samples > 0 and problems:
         rows = policy.sample([Prompt(p.question) for p in problems], n=cfg.eval_samples, temperature=cfg.temperature,
                              max_tokens=max_tokens)
-        hits = [_gold(get_task(p.task), p, c.text) for p, row in zip(problems, rows) for c in row]
+        hits = [judge(p, c.text).correct for p, row in zip(problems, rows) for c in row]
         out["eval/sample_accuracy"] = sum(hits) / len(hits)
     return out
 
@@ -213,6 +214,7 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
 
     _check(cfg)
     configure_threads()
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="countdown", doing="training"))
     task = get_task(cfg.task)
     model, tok, _ = load_model(cfg.init, flag="--init")  # ValueError for a missing/corrupt/foreign checkpoint
     out = start_run(cfg.out, force=cfg.force)

@@ -29,23 +29,23 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from qstar.learn.budget import Budget
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
 from qstar.learn.rewards import combine, parse_weights
-from qstar.learn.sft import chain_budget, greedy_accuracy
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
-from qstar.model.model import KVCache
+from qstar.learn.runs import start_run
+from qstar.model.checkpoint import load_checkpoint, load_model, save_checkpoint, task_for
+from qstar.model.logprobs import completion_logprobs
 from qstar.model.perf import configure_threads
 from qstar.model.policy import ModelPolicy
 from qstar.model.sampler import generate
-from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
+from qstar.runio import append_jsonl, atomic_write_json
 from qstar.tasks import get_task
 from qstar.tasks.format import render_prompt
 
@@ -58,8 +58,9 @@ class GRPOConfig:
 
     init: str = field(default="", metadata={"required": True})
     """Checkpoint to start from (an SFT run dir or HF dir); also the KL reference when beta > 0."""
-    task: str = "mult"
-    """Task whose train split supplies problems and whose verifier gives the reward."""
+    task: str = ""
+    """Task whose train split supplies problems and whose verifier gives the reward; empty: the task the --init
+    checkpoint was trained on, else mult."""
     out: str = "runs/grpo"
     """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
     max_updates: int = 200
@@ -116,23 +117,20 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     """Run a GRPO stage; returns the summary dict (also written to OUT/summary.json)."""
     configure_threads()
     _validate(cfg)
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training"))
     out = Path(cfg.out)
     summary_path, resume_dir, metrics_path = out / "summary.json", out / "resume", out / "metrics.jsonl"
-    if summary_path.exists() and not cfg.force:
-        raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
-    if cfg.force:
-        reset_run_dir(out)
+    start_run(out, force=cfg.force)
     task = get_task(cfg.task)
     weights = parse_weights(cfg.rewards)
-    model, tok, init_meta = _load(cfg.init, "--init")
+    model, tok, init_meta = load_model(cfg.init, flag="--init")
     state = {"step": 0, "seconds": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0, "zero_signal": 0}
     resuming = cfg.resume and (resume_dir / "config.json").exists()
     model, state, opt_state = _restore(resume_dir, model.cfg, state, cfg) if resuming else (model, state, None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    out.mkdir(parents=True, exist_ok=True)
-    ref = _load(cfg.init, "--init")[0].requires_grad_(False) if cfg.beta > 0 else None
+    ref = load_model(cfg.init, flag="--init")[0].requires_grad_(False) if cfg.beta > 0 else None
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test") if cfg.eval_problems else []
     probe = eval_problems or task.generate(64, seed=cfg.seed, split="test")
     max_new = cfg.max_completion_tokens or chain_budget(task, probe)
@@ -263,7 +261,7 @@ def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: Lo
         opt.zero_grad(set_to_none=True)
         total, sums = 0.0, {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 0.0}
         for ch in chunks:
-            logp, entropy = _token_logp(model, *ch["inputs"], ch["mask"])
+            logp, entropy = completion_logprobs(model, *ch["inputs"], ch["mask"])
             mask, w = ch["mask"], float(ch["mask"].sum()) / n_tok  # this chunk's share of the tokens
             if ch["old"] is None:
                 ch["old"] = logp.detach()
@@ -296,54 +294,8 @@ def _chunk(ref, prompts, owner, samples, adv, idx: list[int]) -> dict:
         n, s = len(samples[j].tokens), samples[j]
         cids[b, :n], mask[b, :n], sampler[b, :n] = torch.tensor(s.tokens), 1.0, torch.tensor(s.logprobs)
     inputs = ([prompts[u] for u in uniq], torch.tensor([local[owner[j]] for j in idx]), cids)
-    ref_logp = _token_logp(ref, *inputs, mask)[0].detach() if ref is not None else None
+    ref_logp = completion_logprobs(ref, *inputs, mask)[0].detach() if ref is not None else None
     return {"inputs": inputs, "mask": mask, "sampler": sampler, "adv": adv[idx], "ref": ref_logp, "old": None}
-
-
-def _token_logp(model, prompts, rows, cids, mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities [n, T] of completion tokens ``cids`` after prompt ``prompts[rows[b]]`` (0 where ``mask`` is
-    0; with grad when enabled) and the policy's entropy there (no grad). Each distinct prompt runs once (left-padded,
-    keys/values cached); the completions then attend to that cache copied per row, so a group's G samples share
-    their prompt's forward pass. Same values as one pass over prompt + completion."""
-    L = max(map(len, prompts))
-    lens = torch.tensor([len(p) for p in prompts])
-    ids = torch.zeros(len(prompts), L, dtype=torch.long)
-    for u, p in enumerate(prompts):
-        ids[u, L - len(p) :] = torch.tensor(p, dtype=torch.long)
-    cols = torch.arange(L)
-    valid = cols[None, :] >= (L - lens)[:, None]  # [P, L] real (not padding) prompt columns
-    cache = KVCache(model.cfg, len(prompts), L)
-    pos = (cols[None, :] - (L - lens)[:, None]).clamp_min(0)
-    h = model.hidden(ids, positions=pos, cache=cache, attn_mask=None if valid.all() else valid)[rows, -1:]
-    if cids.shape[1] > 1:  # the last completion token is never an input
-        T = cids.shape[1] - 1
-        keys = torch.cat([valid[rows], torch.ones(len(rows), T, dtype=torch.bool)], dim=1)
-        h_c = model.hidden(cids[:, :-1], positions=lens[rows, None] + torch.arange(T), attn_mask=keys,
-                           cache=_RowCache(cache, rows, T, model.cfg.n_layers))
-        h = torch.cat([h, h_c], dim=1)  # [n, T]: the hidden state that predicts completion token t
-    where = mask.nonzero(as_tuple=True)
-    logp_all = F.log_softmax(model.lm_head(h[where]), dim=-1)  # [N, V] for the N completion tokens only
-    with torch.no_grad():
-        entropy = torch.zeros_like(mask).index_put(where, -(logp_all.exp() * logp_all).sum(-1))
-    picked = logp_all.gather(-1, cids[where][:, None]).squeeze(-1)
-    return torch.zeros_like(mask).index_put(where, picked), entropy
-
-
-class _RowCache:
-    """KV-cache stand-in for the completion pass: per layer, the prompt's keys/values copied to each completion row,
-    then room for ``extra`` columns. One tensor per layer (KVCache stacks layers in one tensor): the pass writes
-    layer after layer, and a write into a shared tensor would invalidate what earlier layers saved for backward."""
-
-    def __init__(self, cache: KVCache, rows: torch.Tensor, extra: int, n_layers: int) -> None:
-        def grow(t: torch.Tensor) -> torch.Tensor:
-            t = t[:, :, : cache.length].index_select(0, rows)
-            return torch.cat([t, t.new_empty(*t.shape[:2], extra, t.shape[3])], dim=2)
-
-        self.kv = [tuple(grow(t) for t in cache.layer(i)) for i in range(n_layers)]
-        self.length, self.batch, self.max_len = cache.length, len(rows), cache.length + extra
-
-    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.kv[i]
 
 
 # --------------------------------------------------------------------------------------------------- run plumbing
@@ -364,14 +316,6 @@ def _validate(cfg: GRPOConfig) -> None:
         raise ValueError(next(message for bad, message in checks if bad))
 
 
-def _load(path: str, flag: str):
-    """(model, tokenizer, meta) of a run dir or HF dir; unusable checkpoints become a ValueError naming the flag."""
-    try:
-        return load_checkpoint(resolve_checkpoint(path))
-    except CheckpointError as e:
-        raise ValueError(f"{flag}: {e}") from None  # the error names the path
-
-
 def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -> None:
     """Weights (atomic HF dir, step in its meta), then optimizer state tagged with the same step."""
     _check_finite(model)
@@ -383,7 +327,7 @@ def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -
 
 def _restore(resume_dir: Path, init_arch, state: dict, cfg: GRPOConfig):
     """(model, state, optimizer state or None) of a snapshot, whose architecture must match --init's."""
-    model, _, meta = _load(str(resume_dir), "resume snapshot")
+    model, _, meta = load_checkpoint(resume_dir)  # a CheckpointError (a ValueError) names the snapshot's path
     if model.cfg != init_arch:
         raise ValueError(f"{resume_dir} holds a model of another architecture than --init {cfg.init}; "
                          "use --force to start over or --no-resume")

@@ -1,6 +1,6 @@
 """Measuring verifiers: validation loss, AUC, and best-of-N / weighted-vote selection on given samples.
 
-Used by ``qstar.learn.reward`` (the training summary) and ``benchmarks/prm.py`` (curves with CIs).
+Used by ``qstar.learn.reward_model`` (the training summary) and ``benchmarks/prm.py`` (curves with CIs).
 """
 
 from __future__ import annotations
@@ -12,19 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from qstar.scorers.learned import RewardModel, encode_steps, pad_batch
-from qstar.tasks import get_task
+from qstar.tasks import is_correct, judge
 from qstar.tasks.base import Problem
 
+# is_correct (qstar.tasks) stays importable from here for scripts
 __all__ = ["reward_loss", "auc", "selection_accuracy", "evaluate_scorer", "is_correct"]
-
-
-def is_correct(problem: Problem, text: str) -> bool:
-    """The exact verifier on a chain text; garbage text is wrong, never a crash."""
-    task = get_task(problem.task)
-    try:
-        return bool(task.verify(problem, task.extract_answer(text)))
-    except Exception:
-        return False
 
 
 @torch.no_grad()
@@ -97,13 +89,14 @@ def evaluate_scorer(scorer, problems: Sequence[Problem], chains: Sequence[Sequen
     flat_p = [p for p, row in zip(problems, chains) for _ in row]
     flat_c = [c for row in chains for c in row]
     flat_s = scorer.score(flat_p, flat_c)
-    flat_y = [is_correct(p, c) for p, c in zip(flat_p, flat_c)]
+    verdicts = [judge(p, c) for p, c in zip(flat_p, flat_c)]
+    flat_y = [v.correct for v in verdicts]
     res = {"eval/auc": auc(flat_s, flat_y), "eval/pass@1": sum(flat_y) / max(1, len(flat_y))}
     acc = {m: 0.0 for m in ("best", "weighted", "majority")}
     i = 0
-    for p, row in zip(problems, chains):
+    for _, row in zip(problems, chains):
         s, y = flat_s[i : i + len(row)], flat_y[i : i + len(row)]
-        a = [get_task(p.task).extract_answer(c) for c in row]
+        a = [v.answer for v in verdicts[i : i + len(row)]]
         i += len(row)
         for m in acc:
             acc[m] += selection_accuracy(m, s, a, y) / len(problems)

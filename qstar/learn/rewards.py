@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from qstar.tasks import get_task
+from qstar.tasks import get_task, judge  # noqa: F401  (get_task: the doctests use it)
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, split_chain
 
@@ -40,11 +40,7 @@ def correctness(problems: Sequence[Problem], texts: Sequence[str], *, finished=N
     [1.0, 1.0, 0.0, 0.0, 0.0]
     """
     well_formed = format_reward(problems, texts, finished=finished)
-    out = []
-    for p, text, ok in zip(problems, texts, well_formed):
-        task = get_task(p.task)
-        out.append(1.0 if ok and task.verify(p, task.extract_answer(text)) else 0.0)
-    return out
+    return [1.0 if ok and judge(p, text).correct else 0.0 for p, text, ok in zip(problems, texts, well_formed)]
 
 
 def format_reward(problems: Sequence[Problem], texts: Sequence[str], *, finished=None, **_) -> list[float]:

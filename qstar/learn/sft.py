@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,8 +29,10 @@ import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
 from qstar.learn.budget import Budget
+from qstar.learn.evaluate import chain_budget, greedy_accuracy  # scripts still import both from here
 from qstar.learn.optim import MuonAdamW, make_optimizer
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from qstar.learn.runs import start_run
+from qstar.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, task_for
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import (
     attention_flops,
@@ -42,9 +44,8 @@ from qstar.model.perf import (
 )
 from qstar.model.policy import ModelPolicy
 from qstar.model.tokenizer import CharTokenizer
-from qstar.runio import append_jsonl, atomic_write_json, reset_run_dir
+from qstar.runio import append_jsonl, atomic_write_json
 from qstar.tasks import get_task
-from qstar.tasks.base import Problem
 from qstar.tasks.format import render_prompt
 
 Example = tuple[str, str]  # (question, chain text)
@@ -56,8 +57,9 @@ IGNORE = -100
 class SFTConfig:
     """Supervised fine-tuning on a task's reference chains."""
 
-    task: str = "mult"
-    """Task name (see `qstar tasks`); problems are generated on the fly from its train split."""
+    task: str = ""
+    """Task name (see `qstar tasks`); problems are generated on the fly from its train split. Empty: the task the
+    --init checkpoint was trained on, else mult."""
     out: str = "runs/sft"
     """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
     init: str = ""
@@ -261,46 +263,20 @@ class _bar:
         self.t.close()
 
 
-# --------------------------------------------------------------------------------------------------- evaluation
-
-
-def greedy_accuracy(policy: ModelPolicy, problems: Sequence[Problem], *, max_tokens: int = 256) -> float:
-    """Fraction of ``problems`` whose greedy chain's answer the exact verifier accepts."""
-    if not problems:
-        return float("nan")
-    from qstar.model.types import Prompt
-
-    outs = policy.sample([Prompt(p.question) for p in problems], n=1, temperature=0.0, max_tokens=max_tokens)
-    hits = 0
-    for p, (c,) in zip(problems, outs):
-        task = get_task(p.task)
-        hits += bool(task.verify(p, task.extract_answer(c.text)))
-    return hits / len(problems)
-
-
-def chain_budget(task, problems: Sequence[Problem]) -> int:
-    """Max new tokens for evaluation: 1.5x the longest reference chain, at least 32."""
-    longest = max((len(task.reference(p)) for p in problems), default=32)
-    return max(32, int(longest * 1.5) + 8)
-
-
 # --------------------------------------------------------------------------------------------------- entrypoint
 
 
 def train_sft(cfg: SFTConfig) -> dict:
     """Run an SFT stage; returns the summary dict (also written to OUT/summary.json)."""
     configure_threads()
+    cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training"))
     out = Path(cfg.out)
     task = get_task(cfg.task)
     if cfg.seconds <= 0 and cfg.max_steps <= 0:
         raise ValueError("give a positive --max-steps (or --seconds) budget")
     budget = Budget.of(cfg.max_steps, cfg.seconds)
     summary_path, resume_dir = out / "summary.json", out / "resume"
-    if summary_path.exists() and not cfg.force:
-        raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
-    if cfg.force:
-        reset_run_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    start_run(out, force=cfg.force)
     torch.manual_seed(cfg.seed)
 
     # 1) model: resume snapshot > --init checkpoint > fresh preset
@@ -313,7 +289,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             opt_state = torch.load(resume_dir / "optimizer.pt", weights_only=True)
         print(f"resuming {out} at step {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
     elif cfg.init:
-        model, tok, _ = load_checkpoint(resolve_checkpoint(cfg.init))
+        model, tok, _ = load_model(cfg.init, flag="--init")
     else:
         model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
     params = model.num_params()
@@ -427,4 +403,4 @@ def _atomic_torch_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["SFTConfig", "train_sft", "fit", "greedy_accuracy", "encode_example", "collate", "CheckpointError"]
+__all__ = ["SFTConfig", "train_sft", "fit", "encode_example", "collate", "CheckpointError"]

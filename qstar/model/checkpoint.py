@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,7 +22,8 @@ import torch
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.tokenizer import CharTokenizer
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "hf_config", "REQUIRED_FILES"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "load_model",
+           "find_checkpoint", "checkpoint_task", "task_for", "hf_config", "REQUIRED_FILES"]
 
 FORMAT = 1
 WEIGHTS = "model.safetensors"
@@ -146,13 +149,77 @@ def _sha256(path: Path) -> str:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint directory for ``path``: ``path`` itself if it holds config.json, else a run directory's
-    ``path/checkpoint``. Raises :class:`CheckpointError` naming both places otherwise."""
+    ``path/checkpoint``, else the checkpoint its ``summary.json`` names (expert iteration's last round, a demo run dir
+    before its link exists). Raises :class:`CheckpointError` naming the places otherwise."""
     p = Path(path)
     for candidate in (p, p / "checkpoint"):
         if (candidate / "config.json").is_file():
             return candidate
-    looked = f"{p / 'config.json'} and {p / 'checkpoint' / 'config.json'}"
+    named = _summary_checkpoint(p)
+    if named is not None:
+        return named
+    looked = f"{p / 'config.json'}, {p / 'checkpoint' / 'config.json'} and {p / 'summary.json'}"
     raise CheckpointError(f"{p}: no checkpoint here (looked for {looked})")
+
+
+def _summary_checkpoint(run: Path) -> Path | None:
+    try:
+        named = json.loads((run / "summary.json").read_text()).get("checkpoint")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):  # no summary, or not a run's summary
+        return None
+    return Path(named) if isinstance(named, str) and (Path(named) / "config.json").is_file() else None
+
+
+def load_model(path: str | Path, *, flag: str = "--checkpoint", device: str | torch.device = "cpu"):
+    """``(model, tokenizer, meta)`` of a run dir or checkpoint dir: what every trainer and command loads a path with.
+
+    A missing, corrupt or foreign checkpoint is a ValueError naming ``flag`` and the path (the CLI prints it as one
+    line): ``--init: no checkpoint at runs/x that qstar can load (--init takes ...): <why>``.
+    """
+    try:
+        return load_checkpoint(resolve_checkpoint(path), device=device)
+    except CheckpointError as e:
+        raise _unusable(flag, path, e) from None
+
+
+def find_checkpoint(path: str | Path, *, flag: str = "--checkpoint") -> Path:
+    """``resolve_checkpoint`` with ``load_model``'s errors: checks a command's paths before any slow work."""
+    try:
+        return resolve_checkpoint(path)
+    except CheckpointError as e:
+        raise _unusable(flag, path, e) from None
+
+
+def _unusable(flag: str, path: str | Path, e: CheckpointError) -> ValueError:
+    return ValueError(f"{flag}: no checkpoint at {path} that qstar can load ({flag} takes a run dir, as `qstar demo` "
+                      f"and `qstar train` write, or a checkpoint dir): {e}")
+
+
+def checkpoint_task(path: str | Path) -> str | None:
+    """The task the checkpoint at ``path`` was trained on (``meta["config"]["task"]``, which SFT, GRPO, expert
+    iteration, distillation and reward models record); None when it records none or cannot be read."""
+    try:
+        meta = _read_json(resolve_checkpoint(path) / "qstar.json").get("meta")
+    except CheckpointError:
+        return None
+    config = meta.get("config") if isinstance(meta, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    return task if isinstance(task, str) and task else None
+
+
+def task_for(requested: str, checkpoints: Sequence[str | Path], *, default: str, doing: str = "evaluating",
+             note: bool = True) -> str:
+    """The task a command runs checkpoints on: ``requested`` (its --task) when given, else the first checkpoint's own
+    task, else ``default``. A checkpoint put to another task than its own gets a note on stderr (unless not ``note``):
+    a reasoner scores about 0 on a task it never saw, and that should not pass without a word."""
+    if requested and not note:
+        return requested
+    trained = [(c, checkpoint_task(c)) for c in checkpoints if c]
+    task = requested or next((t for _, t in trained if t), default)
+    for c, t in trained:
+        if note and t and t != task:
+            print(f"note: {c} was trained on task {t!r}; {doing} it on task {task!r}", file=sys.stderr)
+    return task
 
 
 def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"):

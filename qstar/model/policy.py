@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch
 
-from qstar.model.checkpoint import load_checkpoint
+from qstar.model.checkpoint import load_checkpoint, load_model, resolve_checkpoint
 from qstar.model.model import Transformer
 from qstar.model.sampler import Sample, generate, score_tokens
 from qstar.model.tokenizer import CharTokenizer
 from qstar.model.types import Completion, Prompt
 from qstar.tasks.format import render_prompt
 
-__all__ = ["ModelPolicy", "DECODE_DTYPES", "decode_dtype"]
+__all__ = ["ModelPolicy", "DECODE_DTYPES", "decode_dtype", "load_policy"]
 
 #: decoding dtypes a command line may name (see :func:`qstar.model.sampler.generate`)
 DECODE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
@@ -126,3 +126,17 @@ class ModelPolicy:
     def logprobs(self, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> list[float]:
         """Per-token log-probs of ``completion_ids`` after ``prompt_ids`` by one full forward pass (no cache)."""
         return score_tokens(self.model, prompt_ids, completion_ids)
+
+
+def load_policy(path: str | Path, *, flag: str = "--checkpoint", dtype: str = "float32", seed: int | None = 0,
+                name: str | None = None) -> ModelPolicy:
+    """The policy of a run dir or checkpoint dir: the one constructor every command (search, sweep, ask, serve,
+    benchmarks) turns a path into a policy with.
+
+    dtype: decoding dtype name (``DECODE_DTYPES``). seed: seeds the policy's own sampling generator; None samples from
+    torch's global generator, which the caller seeds (the sweep re-seeds it per cell and shares one policy across
+    cells). name: the policy's name (default: the checkpoint directory's). Errors are ValueErrors naming ``flag``.
+    """
+    torch_dtype = decode_dtype(dtype)  # a typo fails before the (slower) load
+    model, tokenizer, _ = load_model(path, flag=flag)
+    return ModelPolicy(model, tokenizer, name=name or resolve_checkpoint(path).name, seed=seed, dtype=torch_dtype)

@@ -7,7 +7,7 @@ step line, and the <eos> appended after the answer line. A read position therefo
 
 - ORM ("orm"): trained with the chain's outcome (verified or not) at every step end (a value model in the sense
   of Cobbe et al. 2021; the extra positions regularise it and give partial chains a score). ``score`` reads <eos>.
-- PRM ("prm"): trained with Monte-Carlo step labels (Math-Shepherd, see ``qstar.learn.reward``): the chance
+- PRM ("prm"): trained with Monte-Carlo step labels (Math-Shepherd, see ``qstar.learn.reward_model``): the chance
   that the policy still reaches a right answer from each step prefix. ``score`` aggregates the step scores
   (``aggregation``: min, prod, last or mean; min is the Let's-Verify default).
 
@@ -17,7 +17,6 @@ kind live in ``qstar.json`` meta under "reward", so the directory is written ato
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,21 +26,15 @@ from torch import Tensor, nn
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import Transformer
 from qstar.model.tokenizer import CharTokenizer
+from qstar.scorers.aggregation import AGGREGATIONS, get_aggregation
 from qstar.tasks.base import Problem
-from qstar.tasks.format import ANSWER_PREFIX, STEP_END, render_prompt, split_chain
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END, chain_steps, render_prompt
 
+# AGGREGATIONS (qstar.scorers.aggregation) and chain_steps (qstar.tasks.format) stay importable from here for scripts
 __all__ = ["KINDS", "AGGREGATIONS", "RewardModel", "LearnedScorer", "chain_steps", "encode_steps",
            "save_reward_model", "load_reward_model", "load_scorer"]
 
 KINDS = ("orm", "prm")
-
-#: step scores (probabilities) -> chain score
-AGGREGATIONS = {
-    "min": min,
-    "prod": math.prod,
-    "last": lambda xs: xs[-1],
-    "mean": lambda xs: sum(xs) / len(xs),
-}
 
 
 class RewardModel(nn.Module):
@@ -66,16 +59,6 @@ class RewardModel(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------- encoding
-
-
-def chain_steps(text: str) -> list[str]:
-    """Non-empty lines of a chain with the answer line as the last step (lines after it are dropped).
-
-    >>> chain_steps("a\\n\\nb\\nAnswer: 5\\nextra")
-    ['a', 'b', 'Answer: 5']
-    """
-    steps, answer = split_chain(text)
-    return steps + ([ANSWER_PREFIX + answer] if answer is not None else [])
 
 
 def encode_steps(tok: CharTokenizer, question: str, steps: Sequence[str], *,
@@ -122,8 +105,7 @@ class LearnedScorer:
 
     def __init__(self, model: RewardModel, tokenizer: CharTokenizer, *, aggregation: str = "min",
                  batch_size: int = 64, name: str | None = None) -> None:
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {aggregation!r}; choose from {', '.join(AGGREGATIONS)}")
+        get_aggregation(aggregation)  # ValueError naming the aggregations
         self.model, self.tok = model.eval(), tokenizer
         self.name = name or model.kind
         self.aggregation, self.batch_size = aggregation, batch_size

@@ -17,34 +17,15 @@ the answer line (``"Answer: X"``); that step is scored like the whole chain's ou
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
+from qstar.tasks import task_of
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, split_chain
 
 UNKNOWN = 0.5
 #: the most a checked-correct answer loses for steps that fail their checks (all of them): it stays above UNKNOWN
 STEP_SLIP = 0.1
-
-
-@functools.lru_cache(maxsize=64)
-def _task(name: str):
-    """The registered task, or None for problems from outside the registry (scripted tests, user data)."""
-    from qstar.tasks import get_task
-
-    try:
-        return get_task(name)
-    except (KeyError, ValueError):
-        return None
-
-
-def _answer(problem: Problem, text: str) -> str | None:
-    task = _task(problem.task)
-    try:
-        return task.extract_answer(text) if task is not None else split_chain(text)[1]
-    except Exception:  # a parser must never take scoring down on garbage text
-        return None
 
 
 def _tri(x: bool | None) -> float:
@@ -76,20 +57,14 @@ class ConstantScorer:
 
 class OracleScorer:
     """Exact verification against the gold answer (ORACLE: analysis only). Problems whose task is not registered
-    are verified by exact match of the extracted answer with ``problem.answer``."""
+    are verified by exact match of the extracted answer with ``problem.answer`` (``PlainTask``)."""
 
     name = "oracle"
     oracle = True
     params = 0
 
     def _verify(self, problem: Problem, text: str) -> bool:
-        task, answer = _task(problem.task), _answer(problem, text)
-        if task is None:
-            return answer is not None and answer == problem.answer
-        try:
-            return bool(task.verify(problem, answer))
-        except Exception:  # garbage answers are wrong, not errors
-            return False
+        return task_of(problem.task).judge(problem, text).correct
 
     def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
         _check_lengths(problems, chains)
@@ -100,9 +75,9 @@ class OracleScorer:
         return [self._steps(p, list(s)) for p, s in zip(problems, steps)]
 
     def _steps(self, problem: Problem, steps: list[str]) -> list[float]:
-        task = _task(problem.task)
+        task = task_of(problem.task)
         try:
-            ref = task.steps(problem) if task is not None else []
+            ref = task.steps(problem)
         except Exception:
             ref = []
         out, ok = [], True
@@ -133,7 +108,7 @@ class CheckerScorer:
         _check_lengths(problems, steps)
         out = []
         for p, s in zip(problems, steps):
-            task, s = _task(p.task), list(s)
+            task, s = task_of(p.task), list(s)
             out.append([self._outcome(p, "".join(x + "\n" for x in s[:j]) + step) if step.startswith(ANSWER_PREFIX)
                         else _tri(check_step_safely(task, p, s[:j], step)) for j, step in enumerate(s)])
         return out
@@ -142,12 +117,10 @@ class CheckerScorer:
         """check(answer) where the task has an outcome checker (a pass loses up to STEP_SLIP for failing steps);
         otherwise the chain's step checks (any failing step -> 0, all passing -> 1); 0.5 when neither can judge;
         0 without an answer."""
-        answer = _answer(problem, text)
+        task = task_of(problem.task)
+        answer = task.read_answer(text)
         if answer is None:
             return 0.0
-        task = _task(problem.task)
-        if task is None:
-            return UNKNOWN
         try:
             verdict = task.check(problem, answer)
         except Exception:  # a checker that cannot parse the answer has judged it wrong

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from qstar.search.options import SearchOptions
 from qstar.search.registry import strategy_spec
-from qstar.search.run import Row, run_strategy, summarize, verify
+from qstar.search.run import Row, run_strategy
 
-# summarize and verify live in qstar.search.run; benchmarks/search.py still imports them from here
-__all__ = ["SearchConfig", "run_search", "load_policy", "write_outputs", "summarize", "verify"]
+__all__ = ["SearchConfig", "run_search", "write_outputs"]
 
 
 @dataclass
@@ -30,8 +29,8 @@ class SearchConfig:
 
     checkpoint: str = ""
     """Checkpoint: a run dir (with checkpoint/) or a Hugging Face model dir."""
-    task: str = "mult"
-    """Task name (see `qstar tasks`)."""
+    task: str = ""
+    """Task name (see `qstar tasks`); empty: the task the checkpoint was trained on, else mult."""
     strategy: str = "majority"
     """greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential or compute_optimal."""
     budget: int = 4
@@ -61,6 +60,8 @@ class SearchConfig:
 
 def run_search(cfg: SearchConfig) -> dict:
     """Run ``cfg`` and write OUT/summary.json + OUT/results.jsonl; returns the summary."""
+    from qstar.model.checkpoint import task_for
+    from qstar.model.policy import load_policy
     from qstar.scorers import get_scorer, learned_kind
     from qstar.tasks import get_task
 
@@ -76,30 +77,17 @@ def run_search(cfg: SearchConfig) -> dict:
     if not isinstance(options, dict):
         raise ValueError("--options must be a JSON object")
     scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
-    task = get_task(cfg.task)
-    problems = task.generate(cfg.problems, seed=cfg.seed, split=cfg.split)
-    policy = load_policy(cfg.checkpoint, seed=cfg.seed, decode_dtype=cfg.decode_dtype)
+    task_name = task_for(cfg.task, [cfg.checkpoint], default="mult")
+    problems = get_task(task_name).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
+    policy = load_policy(cfg.checkpoint, seed=cfg.seed, dtype=cfg.decode_dtype)
     # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
     sampling = SearchOptions(temperature=None if spec.deterministic else cfg.temperature, max_tokens=cfg.max_tokens)
     summary, rows = run_strategy(policy, scorer, problems, strategy=cfg.strategy, budget=cfg.budget,
                                  options=sampling, **options)
-    summary |= {"task": cfg.task, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
+    summary |= {"task": task_name, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
     write_outputs(Path(cfg.out), summary, rows)
     print(json.dumps(summary))
     return summary
-
-
-def load_policy(checkpoint: str, *, seed: int = 0, decode_dtype: str = "float32"):
-    """A ``ModelPolicy`` for a qstar checkpoint (run dir or HF dir) with its own seeded sampling generator."""
-    from qstar.model.checkpoint import CheckpointError, resolve_checkpoint
-    from qstar.model.policy import ModelPolicy
-    from qstar.model.policy import decode_dtype as parse_dtype
-
-    dtype = parse_dtype(decode_dtype)
-    try:
-        return ModelPolicy.from_checkpoint(resolve_checkpoint(checkpoint), seed=seed, dtype=dtype)
-    except CheckpointError as e:  # the CLI reports ValueErrors as one line, exit 2
-        raise ValueError(str(e)) from None
 
 
 def jsonable(x):

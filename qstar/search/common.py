@@ -1,4 +1,5 @@
-"""Plumbing every strategy shares: input checks, answer extraction, ranking with NaN, and the compute meter.
+"""Plumbing every strategy shares: input checks, ranking with NaN, and the compute meter. (Answers are read with
+``qstar.tasks.extract_answer``, which never raises and never reads the gold answer.)
 
 The ``Meter`` is the only way strategies call the policy and the scorer. It batches, counts tokens per problem,
 apportions batched wall time per problem by token share, and caches step scores by (problem, step prefix) so a
@@ -20,7 +21,7 @@ from qstar.search.options import DEFAULT_TEMPERATURE, SearchOptions
 from qstar.search.registry import StrategySpec
 from qstar.search.types import Ledger, Scorer, SearchResult
 from qstar.tasks.base import Problem
-from qstar.tasks.format import ANSWER_PREFIX, STEP_END, split_chain
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END
 
 NEG_INF = float("-inf")
 
@@ -30,37 +31,9 @@ def rank(x: float) -> float:
     return NEG_INF if x is None or math.isnan(x) else float(x)
 
 
-def chain_steps(text: str) -> list[str]:
-    """Non-empty lines of a chain, the answer line included as the last step (nothing after it)."""
-    steps, answer = split_chain(text)
-    return steps + ([ANSWER_PREFIX + answer] if answer is not None else [])
-
-
 def join_steps(steps: Sequence[str]) -> str:
     """Chain text for a list of steps; an answer line ends the chain, other steps end with a newline."""
     return "".join(s if s.startswith(ANSWER_PREFIX) else s + STEP_END for s in steps)
-
-
-@functools.lru_cache(maxsize=64)
-def _task(name: str):
-    from qstar.tasks import get_task
-
-    try:
-        return get_task(name)
-    except (KeyError, ValueError):
-        return None  # problems from outside the task registry (scripted tests, user data) use the plain format
-
-
-def extract_answer(problem: Problem, text: str) -> str | None:
-    """The answer in ``text`` as ``problem``'s task extracts it (normalised), else the plain ``Answer:`` line.
-
-    Never raises on arbitrary text.
-    """
-    task = _task(problem.task)
-    try:
-        return task.extract_answer(text) if task is not None else split_chain(text)[1]
-    except Exception:  # a task parser must not take the search down on garbage text
-        return None
 
 
 def check_inputs(policy: Policy, scorer: Scorer, problems: Sequence[Problem], budget: int) -> None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 
 from qstar.model.types import Policy, Prompt
-from qstar.search.common import Meter, extract_answer, strategy
+from qstar.search.common import Meter, strategy
 from qstar.search.nodes import Node, SearchTree, tree_to_json
 from qstar.search.options import SearchOptions
 from qstar.search.tree import parse_step
 from qstar.search.types import Scorer, SearchResult
+from qstar.tasks import extract_answer
 from qstar.tasks.base import Problem
 from qstar.tasks.format import STEP_END
 

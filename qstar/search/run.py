@@ -59,10 +59,10 @@ def run_strategy(policy: Policy, scorer: Scorer, problems: Sequence[Problem], *,
 
 
 def verify(problem: Problem, answer: str | None) -> bool:
-    """Exact verification of an answer (evaluation only)."""
-    from qstar.tasks import get_task
+    """Exact verification of an answer (evaluation only, never selection): the task's own ``accepts``."""
+    from qstar.tasks import task_of
 
-    return answer is not None and bool(get_task(problem.task).verify(problem, answer))
+    return task_of(problem.task).accepts(problem, answer)
 
 
 def label(strategy: str, scorer) -> str:

@@ -11,9 +11,10 @@ import math
 from collections.abc import Sequence
 
 from qstar.model.types import Policy, Prompt
-from qstar.search.common import Meter, extract_answer, rank, strategy
+from qstar.search.common import Meter, rank, strategy
 from qstar.search.options import SearchOptions
 from qstar.search.types import Scorer, SearchResult
+from qstar.tasks import extract_answer
 from qstar.tasks.base import Problem
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 
 from qstar.model.types import Policy, Prompt
-from qstar.search.common import Meter, extract_answer, strategy
+from qstar.search.common import Meter, strategy
 from qstar.search.options import SearchOptions
 from qstar.search.types import Scorer, SearchResult
+from qstar.tasks import extract_answer
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, CHECK_PREFIX, STEP_END, WAIT_STEP, split_chain
 

@@ -3,7 +3,8 @@
 Both grow one ``SearchTree`` per problem a step (one line) at a time. At every level ALL problems' frontier nodes
 are expanded in one ``policy.sample`` call (``n`` = samples per node, ``stop_at_step=True``) and all new steps are
 scored in one ``scorer.score_steps`` call (cached by step prefix, so no step is scored twice). A path's score is
-its per-step scores aggregated by ``aggregation``: min (weakest step, the PRM default), prod, or last.
+its per-step scores aggregated by ``aggregation`` (qstar.scorers.aggregation): min (weakest step, the PRM default),
+prod, or last.
 
 Budget mapping (``budget`` = N chains; ``width`` = M samples per expanded node):
 - beam: the root is expanded into N first steps; then it keeps ``max(1, N // M)`` beams, each expanded into
@@ -17,28 +18,18 @@ Every loop stops after ``max_steps`` levels; a step longer than ``max_step_token
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from qstar.model.types import Completion, Policy, Prompt
-from qstar.search.common import Meter, extract_answer, rank, strategy
+from qstar.scorers.aggregation import PATH_AGGREGATIONS, get_aggregation
+from qstar.search.common import Meter, rank, strategy
 from qstar.search.nodes import SearchTree, tree_to_json
 from qstar.search.options import SearchOptions
 from qstar.search.sampling import vote
 from qstar.search.types import Scorer, SearchResult
+from qstar.tasks import extract_answer
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END
-
-
-def _nan_guard(f: Callable[[Sequence[float]], float]) -> Callable[[Sequence[float]], float]:
-    return lambda s: math.nan if not s or any(math.isnan(x) for x in s) else float(f(s))
-
-
-#: How a path's per-step scores become one number (NaN anywhere -> NaN, which ranks last).
-AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
-    "min": _nan_guard(min),
-    "prod": _nan_guard(math.prod),
-    "last": _nan_guard(lambda s: s[-1]),
-}
 
 
 def parse_step(c: Completion) -> tuple[str, bool]:
@@ -52,12 +43,6 @@ def parse_step(c: Completion) -> tuple[str, bool]:
 
 
 SELECT = ("best", "weighted")
-
-
-def get_aggregation(name: str) -> Callable[[Sequence[float]], float]:
-    if name not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {name!r}; choose from {', '.join(AGGREGATIONS)}")
-    return AGGREGATIONS[name]
 
 
 def grow(meter: Meter, trees: list[SearchTree], groups: list[list[int]], *, keep: int, expand: int, first: int,
@@ -142,7 +127,7 @@ def _search(policy, scorer, problems, budget: int, options: SearchOptions, *, na
     for k, v in (("width", width), ("max_steps", max_steps), ("max_step_tokens", max_step_tokens)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{k} must be an integer >= 1, got {v!r}")
-    aggregate = get_aggregation(aggregation)
+    aggregate = get_aggregation(aggregation, PATH_AGGREGATIONS)
     if select not in SELECT:
         raise ValueError(f"unknown select {select!r}; choose from {', '.join(SELECT)}")
     expand, lanes = min(width, budget), max(1, budget // width)

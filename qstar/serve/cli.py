@@ -23,15 +23,10 @@ def load_policy(cfg: ServeConfig):
         raise ValueError("give exactly one of --checkpoint DIR, --hf-model DIR, --upstream URL "
                          f"(got {', '.join('--' + c.replace('_', '-') for c in chosen) or 'none'})")
     if cfg.checkpoint:
-        from qstar.model import checkpoint as ckpt
-        from qstar.model.policy import ModelPolicy, decode_dtype
+        from qstar.model.policy import load_policy as policy_of
 
-        resolve = getattr(ckpt, "resolve_checkpoint", lambda d: d)
-        dtype = decode_dtype(cfg.decode_dtype)
-        try:
-            return ModelPolicy.from_checkpoint(resolve(cfg.checkpoint), dtype=dtype)
-        except ckpt.CheckpointError as e:
-            raise ValueError(str(e)) from None
+        # torch's global generator: many users' requests interleave in one policy, so no private stream would replay
+        return policy_of(cfg.checkpoint, dtype=cfg.decode_dtype, seed=None)
     if cfg.hf_model:
         from qstar.backends.hf import HFPolicy
 

@@ -5,8 +5,9 @@ benchmark loaders. Imports no model code and no torch.
     >>> verify(p, get_task("mult").reference(p)), verify(p, p.answer), verify(p, "0")
     (True, True, False)
 
-Helpers dispatch on ``problem.task``. ``verify``/``check`` take either chain text (the answer is
-extracted) or a bare answer string.
+Helpers dispatch on ``problem.task`` through ``task_of``, which grades problems of unregistered tasks in the plain
+format (``PlainTask``). ``judge(problem, text)`` is the one way to ask "what is the answer, and is it right?";
+``verify``/``check`` also take a bare answer string.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from qstar.tasks.ages import Ages
 from qstar.tasks.answers import extract_answer as extract_any
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.base import PlainTask, Problem, Task, Verdict
 from qstar.tasks.benchmarks import GSM8K, Math500, load_countdown_tinyzero, load_gsm8k, load_math500
 from qstar.tasks.cipher import Caesar
 from qstar.tasks.countdown import Countdown
@@ -26,8 +27,9 @@ from qstar.tasks.mixture import Mixture
 from qstar.tasks.mult import Multiplication
 
 __all__ = [
-    "TASKS", "Problem", "Task", "check", "extract_answer", "get_task", "load_countdown_tinyzero", "load_gsm8k",
-    "load_math500", "render_chain", "render_prompt", "split_chain", "task_names", "verify",
+    "TASKS", "PlainTask", "Problem", "Task", "Verdict", "check", "extract_answer", "get_task", "is_correct", "judge",
+    "load_countdown_tinyzero", "load_gsm8k", "load_math500", "render_chain", "render_prompt", "split_chain",
+    "task_names", "task_of", "verify",
 ]
 
 #: name -> Task class (or factory taking keyword options)
@@ -43,6 +45,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "math500": Math500,
 }
 _DEFAULT: dict[str, Task] = {}  # tasks are stateless, so option-free instances are shared
+_PLAIN = PlainTask()
 
 
 def task_names() -> list[str]:
@@ -64,15 +67,28 @@ def get_task(name: str, **kwargs) -> Task:
     return _DEFAULT[name]
 
 
-def _task_of(problem_or_name: Problem | str) -> Task:
-    return get_task(problem_or_name.task if isinstance(problem_or_name, Problem) else problem_or_name)
+def task_of(name: str) -> Task:
+    """The task that grades problems of task ``name``: the registered one (its shared default instance), else the
+    plain-format ``PlainTask``. Never raises: every per-problem lookup (search, scorers, rewards, evaluation) uses
+    it."""
+    return get_task(name) if isinstance(name, str) and name in TASKS else _PLAIN
+
+
+def judge(problem: Problem, text: str) -> Verdict:
+    """The answer in chain ``text`` and whether ``problem``'s task accepts it (``Task.judge``). Never raises."""
+    return task_of(problem.task).judge(problem, text)
+
+
+def is_correct(problem: Problem, text: str) -> bool:
+    """Does chain ``text`` end in the right answer? ``judge(problem, text).correct``."""
+    return judge(problem, text).correct
 
 
 def extract_answer(problem_or_task_name: Problem | str, text: str, *, lenient: bool = False) -> str | None:
     """The answer in ``text`` as the task reads it (qstar tasks: the "Answer:" line). With ``lenient``,
     fall back to the generic extractor (\\boxed{}, ####, "the answer is", last number). Never raises."""
-    task = _task_of(problem_or_task_name)
-    got = task.extract_answer(text) if isinstance(text, str) else None
+    name = problem_or_task_name.task if isinstance(problem_or_task_name, Problem) else problem_or_task_name
+    got = task_of(name).read_answer(text)
     return extract_any(text) if got is None and lenient else got
 
 
@@ -80,14 +96,14 @@ def _answer(task: Task, text_or_answer: str | None) -> str | None:
     """Chain text -> its extracted answer; a bare answer (no answer line) -> itself."""
     if not isinstance(text_or_answer, str):
         return None
-    got = task.extract_answer(text_or_answer)
+    got = task.read_answer(text_or_answer)
     return got if got is not None else (clean_line(text_or_answer) or None)
 
 
 def verify(problem: Problem, text_or_answer: str | None) -> bool:
     """Is the answer in ``text_or_answer`` (chain text or a bare answer) correct for ``problem``?"""
     task = get_task(problem.task)
-    return bool(task.verify(problem, _answer(task, text_or_answer)))
+    return task.accepts(problem, _answer(task, text_or_answer))
 
 
 def check(problem: Problem, text_or_answer: str | None) -> bool | None:

@@ -42,6 +42,14 @@ class Problem:
         return render_prompt(self.question)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What a chain answered (None: no answer) and whether the task's exact verifier accepts that answer."""
+
+    answer: str | None
+    correct: bool
+
+
 def heldout(key: str, test_fraction: float = 0.1) -> bool:
     """True if a canonical key belongs to the held-out (test) side. Deterministic, seed-free,
     so train and test are disjoint by construction: train generators reject held-out keys."""
@@ -105,6 +113,34 @@ class Task:
         """Exact outcome verifier against the gold answer (an oracle when used for selection)."""
         raise NotImplementedError
 
+    # The seam every evaluation goes through (accuracy, rewards, verified-chain filters, scorers, reports): subclasses
+    # override extract_answer and verify, callers use these, so model text can never take a run down.
+
+    def judge(self, problem: Problem, text: str) -> Verdict:
+        """What is the answer in chain ``text``, and is it right? Extract, then verify. Never raises."""
+        answer = self.read_answer(text)
+        return Verdict(answer, self.accepts(problem, answer))
+
+    def read_answer(self, text: str) -> str | None:
+        """``extract_answer`` that never raises: text that is not a str, or that the parser chokes on, has no answer.
+        What search uses: it must not read the gold answer."""
+        if not isinstance(text, str):
+            return None
+        try:
+            return self.extract_answer(text)
+        except Exception:  # a task parser must not take a search or a training run down on garbage text
+            return None
+
+    def accepts(self, problem: Problem, answer: str | None) -> bool:
+        """``verify`` of an answer already extracted (e.g. a search result's); no answer, or one the verifier chokes
+        on, is wrong. Never raises."""
+        if answer is None:
+            return False
+        try:
+            return bool(self.verify(problem, answer))
+        except Exception:  # garbage answers are wrong, not errors
+            return False
+
     def check(self, problem: Problem, answer: str | None) -> bool | None:
         """Reference-free check (does not read ``problem.answer``); None when the task has none."""
         return None
@@ -123,3 +159,11 @@ class Task:
 
     def dumps(self, problem: Problem) -> str:
         return json.dumps(problem.to_json())
+
+
+class PlainTask(Task):
+    """Grades problems from outside the task registry (scripted tests, user data): the plain "Answer:" line, exact
+    match with ``problem.answer``, and no reference steps, checks or step checks."""
+
+    def verify(self, problem: Problem, answer: str | None) -> bool:
+        return answer is not None and answer == problem.answer

@@ -43,6 +43,18 @@ def split_chain(text: str) -> tuple[list[str], str | None]:
             steps.append(line)
     return steps, None
 
+
+def chain_steps(text: str) -> list[str]:
+    """Non-empty lines of a chain with the answer line as the last step (lines after it are dropped): the steps a
+    step scorer reads and a search tree holds.
+
+    >>> chain_steps("a\\n\\nb\\nAnswer: 5\\nextra")
+    ['a', 'b', 'Answer: 5']
+    """
+    steps, answer = split_chain(text)
+    return steps + ([ANSWER_PREFIX + answer] if answer is not None else [])
+
+
 # Budget forcing (sequential thinking): when a model tries to answer before its thinking budget is spent, the answer
 # line is suppressed and this step is inserted instead; models trained on check-and-retry data (qstar.learn) learn to
 # re-verify after it. Check lines start with CHECK_PREFIX; a failed check is followed by the corrected steps.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.base import Problem, Task, Verdict
 
 DEFAULT_WEIGHTS = {"mult": 1.0, "countdown": 1.0, "ages": 1.0, "letters": 1.0, "decimals": 1.0, "cipher": 1.0}
 #: component task options (constructor keywords). The mixture is what the demo trains from scratch in minutes on
@@ -66,6 +66,9 @@ class Mixture(Task):
 
     def verify(self, problem: Problem, answer: str | None) -> bool:
         return self._task(problem).verify(problem, answer)
+
+    def judge(self, problem: Problem, text: str) -> Verdict:
+        return self._task(problem).judge(problem, text)  # the component's own parser (Countdown reads <answer> tags)
 
     def check(self, problem: Problem, answer: str | None) -> bool | None:
         return self._task(problem).check(problem, answer)

@@ -1,4 +1,5 @@
-"""Stage directories for multi-round learning (expert iteration, distillation): start, finish, resume.
+"""Run directories: every trainer starts one with ``start_run`` (a finished run is refused unless --force), and
+multi-round learning (expert iteration, distillation) finishes and resumes its stages here.
 
 A finished stage directory holds ``checkpoint/`` (HF dir; meta {"stage", "config", "metrics"}) and
 ``summary.json``, written last: a directory with a summary is done, one without is redone after a kill.
@@ -11,23 +12,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from qstar.model.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from qstar.model.checkpoint import save_checkpoint
 from qstar.runio import atomic_write_json, atomic_write_text, read_jsonl, reset_run_dir
 
-__all__ = ["load_model", "start_run", "finish_stage", "stage_done", "save_examples", "load_examples", "read_summary"]
-
-
-def load_model(path: str | Path, *, flag: str):
-    """(model, tokenizer, meta) from a run dir or checkpoint dir; a bad checkpoint (missing, corrupt, another
-    architecture) is a ValueError naming the flag, so the CLI prints one line instead of a traceback."""
-    try:
-        return load_checkpoint(resolve_checkpoint(path))
-    except CheckpointError as e:
-        raise ValueError(f"{flag} {path}: {e}") from None
+__all__ = ["start_run", "finish_stage", "stage_done", "save_examples", "load_examples", "read_summary"]
 
 
 def start_run(out: str | Path, *, force: bool) -> Path:
-    """Create the run directory; ValueError if it already holds a finished run (OUT/summary.json) unless force."""
+    """Create the run directory; ValueError if it already holds a finished run (OUT/summary.json) unless force, which
+    removes it first."""
     out = Path(out)
     if (out / "summary.json").exists() and not force:
         raise ValueError(f"{out} already holds a finished run; use --force to overwrite it or choose another --out")
