@@ -24,8 +24,8 @@ from bench_common import SAFETY_SECONDS, sft_report, sft_warmup
 
 import qstar  # noqa: F401  (thread env before torch)
 from qstar.config import parse_config
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.expert_iteration import ExpertIterationConfig, train_expert_iteration
-from qstar.learn.sft import chain_budget, greedy_accuracy
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.runio import append_jsonl
 from qstar.tasks import get_task

@@ -36,9 +36,9 @@ from pathlib import Path
 from bench_common import SAFETY_SECONDS, cut_short, sft_warmup, warn
 
 from qstar.config import parse_config
+from qstar.learn.evaluate import chain_budget
 from qstar.learn.grpo import GRPOConfig, train_grpo
 from qstar.learn.rewards import correctness
-from qstar.learn.sft import chain_budget
 from qstar.model.checkpoint import resolve_checkpoint
 from qstar.model.perf import configure_threads
 from qstar.runio import read_jsonl

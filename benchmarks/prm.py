@@ -34,19 +34,20 @@ import torch
 from bench_common import SAFETY_SECONDS, cut_short, warn
 
 from qstar.config import parse_config
-from qstar.learn.reward import fit_reward, label_chains, planted_error_records, reward_items
+from qstar.learn.evaluate import chain_budget
 from qstar.learn.reward_eval import auc, is_correct, selection_accuracy
-from qstar.learn.sft import chain_budget
+from qstar.learn.reward_model import fit_reward, label_chains, planted_error_records, reward_items
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
 from qstar.model.types import Prompt
 from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
-from qstar.scorers.learned import AGGREGATIONS, LearnedScorer, RewardModel, chain_steps, save_reward_model
+from qstar.scorers.aggregation import AGGREGATIONS
+from qstar.scorers.learned import LearnedScorer, RewardModel, save_reward_model
 from qstar.search.estimators import bootstrap_ci
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
-from qstar.tasks.format import split_chain
+from qstar.tasks.format import chain_steps, split_chain
 
 
 @dataclass

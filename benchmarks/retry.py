@@ -28,8 +28,9 @@ import torch
 from bench_common import SAFETY_SECONDS, cut_short, warn
 
 from qstar.config import parse_config
+from qstar.learn.evaluate import chain_budget
 from qstar.learn.retry import mixed, parse_check, retry_examples
-from qstar.learn.sft import chain_budget, fit
+from qstar.learn.sft import fit
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from qstar.model.model import ModelConfig, Transformer
 from qstar.model.perf import configure_threads
