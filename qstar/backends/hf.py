@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from qstar.model.types import Completion, Prompt
+from qstar.model.types import Completion, Prompt, check_sample_args
 from qstar.tasks.format import STEP_END, render_prompt
 
 __all__ = ["HFPolicy"]
@@ -97,9 +97,7 @@ class HFPolicy:
         stop_at_step: bool = False,
     ) -> list[list[Completion]]:
         """``n`` completions per prompt, shape [len(prompts)][n]; see :class:`~qstar.model.types.Policy`."""
-        if n < 1 or max_tokens < 0 or temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need n >= 1, max_tokens >= 0, temperature >= 0, 0 < top_p <= 1 "
-                             f"(got n={n}, max_tokens={max_tokens}, temperature={temperature}, top_p={top_p})")
+        check_sample_args(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
         if not prompts:
             return []
         greedy = temperature == 0

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from qstar.model.types import Completion, Prompt
+from qstar.model.types import Completion, Prompt, check_sample_args
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
 
 __all__ = ["OpenAIPolicy", "UpstreamError"]
@@ -99,9 +99,7 @@ class OpenAIPolicy:
         stop_at_step: bool = False,
     ) -> list[list[Completion]]:
         """``n`` completions per prompt, shape [len(prompts)][n]. Raises UpstreamError when the server fails."""
-        if n < 1 or max_tokens < 0 or temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need n >= 1, max_tokens >= 0, temperature >= 0, 0 < top_p <= 1 "
-                             f"(got n={n}, max_tokens={max_tokens}, temperature={temperature}, top_p={top_p})")
+        check_sample_args(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
         if not prompts:
             return []
         if max_tokens == 0:

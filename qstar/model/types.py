@@ -74,3 +74,10 @@ class Policy(Protocol):
         temperature 0 means greedy. Implementations batch all prompts x n together.
         """
         ...
+
+
+def check_sample_args(*, n: int, temperature: float, top_p: float, max_tokens: int) -> None:
+    """The ValueError every backend raises for sampling arguments outside the :class:`Policy` contract."""
+    if n < 1 or max_tokens < 0 or temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need n >= 1, max_tokens >= 0, temperature >= 0, 0 < top_p <= 1 "
+                         f"(got n={n}, max_tokens={max_tokens}, temperature={temperature}, top_p={top_p})")
