@@ -1,6 +1,6 @@
 """`qstar ask "How many r's are in strawberry?"`: the trained reasoner thinks out loud and answers, or says it can't.
 
-1) Route: the question (in the user's own words) is parsed into a task Problem (qstar.lab.routes); no task
+1) Route: the question (in the user's own words) is parsed into a task Problem (qstar.tasks.routes); no task
    recognises it -> "I can't answer that", without guessing.
 2) Think: the effort level picks a strategy and budget (a registry below); the reasoner samples chains on the
    task's own phrasing of the question.

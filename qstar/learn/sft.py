@@ -75,9 +75,8 @@ class SFTConfig:
     batch_size: int = 32
     """Sequences per update. Small batches won on 3x3 multiplication: more updates for the same compute (LOG.md)."""
     optimizer: str = "muon"
-    """``muon`` (Muon on hidden matrices, AdamW on the rest) or ``adamw``; see qstar.learn.optim. Muon copied
-    strings from the prompt 94.5% right after 725 updates where AdamW got 12% after 2000, and doubled the demo
-    mixture's per-family accuracy at equal updates (LOG.md)."""
+    """``muon`` (Muon on hidden matrices, AdamW on the rest) or ``adamw``; see qstar.learn.optim. Muon learned to copy
+    from the prompt in far fewer updates than AdamW and learned the demo mixture faster at equal updates (LOG.md)."""
     lr: float = 3e-3
     """Peak learning rate (AdamW; Muon's is matched to AdamW's update size, so the same value serves both)."""
     warmup_steps: int = 30

@@ -54,8 +54,8 @@ class SearchConfig:
     options: str = ""
     """Extra strategy options as JSON, e.g. '{"aggregation": "min", "width": 4}'."""
     decode_dtype: str = "float32"
-    """Sampling dtype: float32 or bfloat16 (bf16 weights and KV cache: ~1.3-2x faster at large batch on CPUs with
-    AVX512-BF16, logprobs ~1e-2 from fp32's; benchmarks/sampler.py)."""
+    """Sampling dtype: float32 or bfloat16 (bf16 weights and KV cache: faster at large batch on CPUs with native bf16,
+    with logprobs slightly off fp32's; benchmarks/sampler.py, LOG.md)."""
 
 
 def run_search(cfg: SearchConfig) -> dict:

@@ -53,7 +53,7 @@ class ServeConfig:
     """qstar checkpoint (run dir or HF dir) to serve with qstar's own sampler."""
     decode_dtype: str = "float32"
     """Sampling dtype for --checkpoint: float32 or bfloat16 (faster at high effort's large batches on CPUs with
-    AVX512-BF16; logprobs ~1e-2 from fp32's)."""
+    native bf16; logprobs slightly off fp32's)."""
     hf_model: str = ""
     """Local Hugging Face causal-LM directory to serve through transformers instead."""
     upstream: str = ""
