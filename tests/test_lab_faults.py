@@ -1,8 +1,8 @@
 """`qstar demo` killed with SIGKILL inside each of its stages continues when rerun and ends with a valid report.
 
-The demo runs as a real subprocess (`python -m qstar.cli demo --quick`); the test waits until a stage has begun (the
-stage before it has its DONE.json marker), sleeps a random part of that stage's expected length and kills the
-process. A kill that lands after the stage finished does not count, and the stage is tried again with a shorter wait.
+The demo runs as a real subprocess (`python -m qstar.cli demo --quick`); the test waits until a stage shows progress
+of this process (a file the stage writes while it works), sleeps a random fraction of a second and kills the process.
+The short stages (data, report) leave no such file: they are killed at a random time after the stage before them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from qstar.lab.stages import STAGES
 
 ARGS = ["--quick", "--strategies", "majority", "best_of_n", "beam", "--budgets", "1", "2", "--sft-steps", "60",
         "--rl-updates", "4", "--eval-problems", "8"]
-#: seconds a stage of ARGS' demo takes here, roughly (the kill lands at a random point within it)
-LENGTH = {"data": 0.3, "sft": 6.0, "prm": 4.0, "rl": 4.0, "sweep": 3.0, "report": 1.0}
+#: files a stage writes while it works (under stages/); the kill follows the first of them this process writes
+PROGRESS = {"sft": ["sft/metrics.jsonl"], "prm": ["prm/labels.jsonl.tmp", "prm/labels.jsonl"],
+            "rl": ["rl/metrics.jsonl"], "sweep": ["sweep/metrics.jsonl"]}
+#: seconds the short stages take, roughly (their kill lands at a random point within it)
+LENGTH = {"data": 0.3, "report": 1.0}
 
 
 def _start(out: Path) -> subprocess.Popen:
@@ -36,18 +39,30 @@ def _done(out: Path, stage: str) -> bool:
     return (out / "stages" / stage / MARKER).is_file()
 
 
+def _progressed(out: Path, stage: str, since: float) -> bool:
+    files = [out / "stages" / f for f in PROGRESS[stage]]
+    return any(f.is_file() and f.stat().st_mtime >= since and f.stat().st_size > 0 for f in files)
+
+
 def _kill_inside(out: Path, stage: str, rng: random.Random, tries: int = 4) -> bool:
     """Start the demo, SIGKILL it while ``stage`` runs; True once a kill landed inside it."""
     names = list(STAGES)
     before = names[names.index(stage) - 1] if names.index(stage) else None
-    for attempt in range(tries):
+    for _ in range(tries):
+        if _done(out, stage):
+            return False  # a kill came too late and the stage finished: it cannot be hit again in this run dir
+        since = time.time() - 1  # mtime resolution
         proc = _start(out)
         try:
             deadline = time.monotonic() + 120
-            # the stage has begun once the one before it is done (the data stage: once the process is up)
-            while before and not _done(out, before) and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.05, LENGTH[stage]) / (attempt + 1))
+            if stage in PROGRESS:
+                while not _progressed(out, stage, since) and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.3))
+            else:
+                while before and not _done(out, before) and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.05, LENGTH[stage]))
             inside = proc.poll() is None and not _done(out, stage)
         finally:
             proc.send_signal(signal.SIGKILL)
