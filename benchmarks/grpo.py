@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench_common import SAFETY_SECONDS, cut_short, sft_warmup, warn
+from bench_common import SAFETY_SECONDS, sft_warmup, warn
 
 from qstar.config import parse_config
 from qstar.learn.grpo import GRPOConfig, train_grpo
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "eval/greedy_accuracy" in rec:
             print(json.dumps({"bench": "grpo", "step": rec["step"], "seconds": round(rec["seconds"], 1),
                               "greedy_accuracy": rec["eval/greedy_accuracy"]}))
-    short = cut_short(s["updates"], b.updates)
+    short = s["cut_short"]  # the trainer says when its safety cap stopped it
     if short:
         warn(f"GRPO stopped at its safety cap after {s['updates']} of {b.updates} updates")
     computed = s["updates"] - s["skipped_updates"] - s["zero_signal_updates"]

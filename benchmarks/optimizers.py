@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_common import SAFETY_SECONDS, cut_short, dtype_skip, warn
+from bench_common import SAFETY_SECONDS, dtype_skip, warn
 
 from qstar.config import parse_config
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                     seconds=b.max_seconds, max_steps=b.steps, optimizer=name, lr=b.lr, seed=seed,
                                     eval_every=0, eval_problems=b.eval_problems, force=True))
             acc[name].append(s["greedy_accuracy"])
-            short = cut_short(s["steps"], b.steps)
+            short = s["cut_short"]
             if short:
                 warn(f"{name} seed {seed}: SFT stopped at its safety cap after {s['steps']} of {b.steps} updates")
             rows.append({"what": "sft", "task": b.task, "preset": b.preset, "optimizer": name, "seed": seed,

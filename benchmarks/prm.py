@@ -31,7 +31,7 @@ import qstar  # noqa: F401  (thread env before torch)
 
 # isort: split
 import torch
-from bench_common import SAFETY_SECONDS, cut_short, warn
+from bench_common import SAFETY_SECONDS, warn
 
 from qstar.config import parse_config
 from qstar.learn.evaluate import chain_budget
@@ -182,7 +182,6 @@ def main(args: Args) -> None:
                 rm.trunk.requires_grad_(False)
             stats = fit_reward(rm, tok, items, steps=args.steps, seconds=args.max_seconds, balance=opts["balance"],
                                seed=args.seed)
-            stats["cut_short"] = cut_short(stats["steps"], args.steps)
             if stats["cut_short"]:
                 warn(f"{name}: reward-model training stopped at its safety cap after {stats['steps']} of "
                      f"{args.steps} updates")

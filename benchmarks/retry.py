@@ -25,7 +25,7 @@ import qstar  # noqa: F401  (thread env before torch)
 
 # isort: split
 import torch
-from bench_common import SAFETY_SECONDS, cut_short, warn
+from bench_common import SAFETY_SECONDS, warn
 
 from qstar.config import parse_config
 from qstar.learn.evaluate import chain_budget
@@ -116,7 +116,6 @@ def train_arm(args: Args, task, arm: str, out: Path):
     stats = fit(model, tok, source, seconds=args.max_seconds, steps=args.steps, lr=args.lr,
                 batch_size=args.batch_size, seed=args.seed, optimizer=args.optimizer)
     stats.pop("optimizer", None)
-    stats["cut_short"] = cut_short(stats["steps"], args.steps)
     if stats["cut_short"]:
         warn(f"arm {arm}: training stopped at its safety cap after {stats['steps']} of {args.steps} updates")
     save_checkpoint(ckpt, model, tok, meta={"stage": f"retry-bench-{arm}", "metrics": stats})
