@@ -35,7 +35,7 @@ from bench_common import SAFETY_SECONDS, warn
 
 from qstar.config import parse_config
 from qstar.learn.evaluate import chain_budget
-from qstar.learn.reward_eval import auc, is_correct, selection_accuracy
+from qstar.learn.reward_eval import auc, selection_accuracy
 from qstar.learn.reward_model import fit_reward, label_chains, planted_error_records, reward_items
 from qstar.model.checkpoint import load_checkpoint, resolve_checkpoint
 from qstar.model.model import ModelConfig, Transformer
@@ -45,7 +45,7 @@ from qstar.runio import append_jsonl, atomic_write_json, read_jsonl
 from qstar.scorers.aggregation import AGGREGATIONS
 from qstar.scorers.learned import LearnedScorer, RewardModel, save_reward_model
 from qstar.search.estimators import bootstrap_ci
-from qstar.tasks import get_task
+from qstar.tasks import get_task, is_correct
 from qstar.tasks.base import Problem
 from qstar.tasks.format import chain_steps, split_chain
 

@@ -51,6 +51,13 @@ def test_updates_log_and_change_parameters(tiny_checkpoint, tmp_path):
                 "train/loss"):
         assert all(key in r for r in rows), key
     assert all(r["rl/clip_frac"] == 0.0 and r["rl/logp_gap"] < 1e-3 for r in rows)  # on-policy, sampler agrees
+    # FLOPs: each update spends at least its sampled tokens' forwards (2N each) and, when it learns, 6N per token more
+    params = load_checkpoint(tiny_checkpoint)[0].num_params()
+    updates = [r for r in rows if "rl/response_len" in r]
+    spent = [b["flops"] - a["flops"] for a, b in zip([{"flops": 0.0}] + updates, updates)]
+    sampled = [2 * params * TOY["problems_per_batch"] * TOY["group_size"] * r["rl/response_len"] for r in updates]
+    assert all(s >= t for s, t in zip(spent, sampled)) and summary["train_flops"] == updates[-1]["flops"]
+    assert any(s > 3 * t for s, t in zip(spent, sampled))  # some updates learn
     assert not same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
     _, _, meta = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert meta["stage"] == "grpo" and meta["config"]["task"] == "letters" and meta["metrics"]["updates"] == 20
@@ -115,7 +122,14 @@ def test_zero_variance_warns_and_skips(tiny_checkpoint, tmp_path, capsys):
     summary = train_grpo(cfg)
     assert "zero reward variance" in capsys.readouterr().err
     assert summary["zero_signal_updates"] == 2
-    assert all(r["rl/all_zero_std"] == 1.0 for r in read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all(r["rl/all_zero_std"] == 1.0 for r in rows if "rl/response_len" in r)
+    # a skipped update spends only its sampling: 2N per token, not the 8N of one that learns
+    params = load_checkpoint(tiny_checkpoint)[0].num_params()
+    first = next(r for r in rows if "rl/response_len" in r)
+    tokens = first["flops"] / (2 * params)
+    assert TOY["problems_per_batch"] * TOY["group_size"] * first["rl/response_len"] <= tokens < 2 * (
+        TOY["problems_per_batch"] * TOY["group_size"] * (first["rl/response_len"] + 64))
     assert same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))
 
 

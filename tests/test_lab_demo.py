@@ -64,10 +64,10 @@ class FakeStages:
 
     def rl(self, ctx):
         out = ctx.dir("rl")
-        rows = [{"stage": "grpo", "step": 0, "eval/greedy_accuracy": 0.5, "eval/problems": 20},
-                {"stage": "grpo", "step": 1, "rl/response_len": 15.0},
-                {"stage": "grpo", "step": 2, "rl/response_len": 15.0},
-                {"stage": "grpo", "step": 2, "eval/greedy_accuracy": 0.75, "eval/problems": 20}]
+        rows = [{"stage": "grpo", "step": 0, "flops": 0.0, "eval/greedy_accuracy": 0.5, "eval/problems": 20},
+                {"stage": "grpo", "step": 1, "flops": 1e6, "rl/response_len": 15.0},
+                {"stage": "grpo", "step": 2, "flops": 3e6, "rl/response_len": 15.0},
+                {"stage": "grpo", "step": 2, "flops": 3e6, "eval/greedy_accuracy": 0.75, "eval/problems": 20}]
         (out / "metrics.jsonl").parent.mkdir(parents=True, exist_ok=True)
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return {"checkpoint": fake_checkpoint(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
@@ -144,10 +144,10 @@ def test_resume_after_interruption_skips_finished_stages(tmp_path, monkeypatch):
     assert fake.calls[4:] == ["rl", "sweep", "report"]  # data, sft and prm were not redone
     assert SUMMARY_KEYS <= set(summary) and summary["checkpoint"].endswith("stages/rl/checkpoint")
     assert json.loads((run / "summary.json").read_text())["efficiency_vs_best_of_n"] is None  # nobody beats bon
-    # train curve: SFT eval points, then RL from SFT's 2e9 FLOPs + 2 updates * 8 * 1000 params * 2*2*(5+15) tokens
+    # train curve: SFT eval points, then RL's own logged FLOPs on top of SFT's final 2e9
     curve = summary["train_curve"]
     assert [(p["stage"], p["flops"], p["accuracy"]) for p in curve] == [
-        ("sft", 1e9, 0.25), ("sft", 2e9, 0.5), ("rl", 2e9 + 2 * 8 * 1000 * 80, 0.75)]
+        ("sft", 1e9, 0.25), ("sft", 2e9, 0.5), ("rl", 2e9 + 3e6, 0.75)]
     assert set(curve[0]) == {"flops", "accuracy", "ci_low", "ci_high", "stage"}
     assert [p["accuracy"] for p in summary["test_curves"]["best_of_n"]] == [0.25, 0.5, 0.75]
     assert "majority is flat" in " ".join(summary["verdicts"])

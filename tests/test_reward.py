@@ -30,7 +30,6 @@ from qstar.scorers import get_scorer
 from qstar.scorers.learned import (
     LearnedScorer,
     RewardModel,
-    chain_steps,
     encode_steps,
     load_reward_model,
     load_scorer,
@@ -40,6 +39,7 @@ from qstar.search import get_strategy
 from qstar.search.types import Scorer
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem
+from qstar.tasks.format import chain_steps
 
 
 class TablePolicy:

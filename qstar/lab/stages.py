@@ -226,26 +226,18 @@ def latest_timeline(rows: list[dict]) -> list[dict]:
 def train_records(outputs: dict[str, dict]) -> list[dict]:
     """Lab ``train`` records from the SFT and RL trainers' eval points, with cumulative training FLOPs.
 
-    SFT logs FLOPs (6 * params * tokens plus causal attention, qstar.model.perf). GRPO logs none, so RL FLOPs per
-    update are estimated from its logged mean response length: tokens = problems_per_batch * group_size * (prompt +
-    response), FLOPs = 2N (sampling) + 6N (update) per token, attention left out (a few percent at RL's chain
-    lengths); the prompt length is the held-out problems' mean. RL starts at SFT's final FLOPs.
+    Both trainers log their own FLOPs (qstar.model.perf's convention, attention included); RL's count from its own
+    start, so RL points sit at SFT's final FLOPs plus RL's.
     """
     sft, rl = outputs["sft"], outputs.get("rl", {})
     rows = latest_timeline([r for r in read_jsonl(sft["metrics"]) if "step" in r])
     out = [_point("sft", r, r["flops"]) for r in rows if "eval/greedy_accuracy" in r]
     if not rl.get("metrics") or not Path(rl["metrics"]).is_file():
         return out
-    params, base = sft["params"], max((p["flops"] for p in out), default=sft["train_flops"])
-    prompt = _mean_prompt_tokens(outputs["data"]["heldout"])
-    flops, step_flops = base, {0: base}
+    base = max((p["flops"] for p in out), default=sft["train_flops"])
     for r in latest_timeline([r for r in read_jsonl(rl["metrics"]) if "step" in r]):
-        if "rl/response_len" in r:
-            tokens = rl["problems_per_batch"] * rl["group_size"] * (prompt + r["rl/response_len"])
-            flops += 8.0 * params * tokens
-            step_flops[r["step"]] = flops
-        elif "eval/greedy_accuracy" in r and r["step"] > 0:  # step 0 is the SFT checkpoint, already plotted
-            out.append(_point("rl", r, r.get("flops", step_flops.get(r["step"], flops))))
+        if "eval/greedy_accuracy" in r and r["step"] > 0:  # step 0 is the SFT checkpoint, already plotted
+            out.append(_point("rl", r, base + r["flops"]))
     return out
 
 
@@ -253,15 +245,6 @@ def _point(stage: str, r: dict, flops: float) -> dict:
     n = int(r["eval/problems"])
     return {"kind": "train", "stage": stage, "step": int(r["step"]), "flops": float(flops), "n": n,
             "correct": int(round(r["eval/greedy_accuracy"] * n)), "seconds": float(r.get("seconds", 0.0))}
-
-
-def _mean_prompt_tokens(heldout: str) -> float:
-    from qstar.model.tokenizer import CharTokenizer
-    from qstar.tasks.format import render_prompt
-
-    tok = CharTokenizer()
-    qs = [json.loads(line)["question"] for line in Path(heldout).read_text().splitlines() if line.strip()]
-    return sum(len(tok.encode(render_prompt(q), bos=True)) for q in qs) / max(1, len(qs))
 
 
 def expected_seconds(cfg) -> dict[str, float]:

@@ -215,9 +215,8 @@ class ModelCellRunner:
         if checkpoint not in self._policies:
             from qstar.model.policy import load_policy
 
-            # seed None: each cell seeds torch's global generator, so one policy serves every cell and seed
-            self._policies[checkpoint] = load_policy(checkpoint, flag="--checkpoints", seed=None,
-                                                     name=model_label(checkpoint))
+            # one policy serves every cell: run_strategy restarts its own generator at each cell's seed
+            self._policies[checkpoint] = load_policy(checkpoint, flag="--checkpoints", name=model_label(checkpoint))
         return self._policies[checkpoint]
 
     def scorer(self, cfg: SweepConfig, name: str):

@@ -13,7 +13,9 @@ Metrics per update: ``rl/reward_mean``, ``rl/reward_std``, ``reward/<name>`` (ea
 ``rl/frac_zero_std`` (groups with all-equal rewards: no signal), ``rl/all_zero_std`` (1: every group, update skipped),
 ``rl/groups_kept``, ``rl/response_len`` (tokens, <eos> included), ``rl/truncated_frac``, ``rl/entropy`` and
 ``rl/logp_gap`` (|training - sampler| logp) over the learned-from chains, ``rl/clip_frac``, ``rl/clip_high_frac``,
-``rl/ratio_mean``, ``rl/kl``, ``train/loss``, ``train/grad_norm``, ``time/sample``, ``time/update``, ``seconds``.
+``rl/ratio_mean``, ``rl/kl``, ``train/loss``, ``train/grad_norm``, ``time/sample``, ``time/update``, ``seconds``, and
+``flops``: cumulative training FLOPs of this run (sampling forwards 2N per token, updates 6N per learned-from token,
+reference forwards when beta > 0, causal attention included; qstar.model.perf), also on the eval/* points.
 
 How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 - one on-policy update per batch by default, so old_logp = logp.detach() and the ratio is 1 (``epochs`` > 1 reuses
@@ -42,7 +44,7 @@ from qstar.learn.rewards import combine, parse_weights
 from qstar.learn.runs import start_run
 from qstar.model.checkpoint import load_checkpoint, load_model, save_checkpoint, task_for
 from qstar.model.logprobs import completion_logprobs
-from qstar.model.perf import configure_threads
+from qstar.model.perf import attention_flops, causal_pairs, configure_threads, forward_flops
 from qstar.model.policy import ModelPolicy
 from qstar.model.sampler import generate
 from qstar.runio import append_jsonl, atomic_write_json
@@ -124,7 +126,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     task = get_task(cfg.task)
     weights = parse_weights(cfg.rewards)
     model, tok, init_meta = load_model(cfg.init, flag="--init")
-    state = {"step": 0, "seconds": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0, "zero_signal": 0}
+    state = {"step": 0, "seconds": 0.0, "flops": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0,
+             "zero_signal": 0}
     resuming = cfg.resume and (resume_dir / "config.json").exists()
     model, state, opt_state = _restore(resume_dir, model.cfg, state, cfg) if resuming else (model, state, None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -142,7 +145,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         if not eval_problems:
             return None
         acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_new)
-        append_jsonl(metrics_path, {"stage": "grpo", "step": step, "seconds": seconds,
+        append_jsonl(metrics_path, {"stage": "grpo", "step": step, "seconds": seconds, "flops": state["flops"],
                                     "eval/greedy_accuracy": acc, "eval/problems": len(eval_problems)})
         print(f"step {step}: greedy accuracy {acc:.3f} on {len(eval_problems)} held-out problems", file=sys.stderr)
         return acc
@@ -181,6 +184,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         keep = has_signal if cfg.dynamic_sampling else torch.ones(P, dtype=torch.bool)
         rows = [g * G + j for g in range(P) if keep[g] for j in range(G)]
         m["rl/groups_kept"] = len(rows) // G
+        work: list[int] = []  # the rows the update runs (and whose FLOPs it spends)
         if not has_signal.any():
             # All advantages are 0: the surrogate has zero gradient. Say so instead of "training" on nothing.
             state["zero_signal"] += 1
@@ -200,6 +204,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 state["skipped"] += 1
                 print(f"warning: update {step + 1}: non-finite loss or gradient; update skipped", file=sys.stderr)
         # 6) log metrics, evaluate and snapshot on their own clocks (excluded from the training time)
+        state["flops"] += _update_flops(model, prompts, flat, G, work, cfg)
+        m["flops"] = state["flops"]
         state["step"] = step + 1
         state["seconds"] += (t1 := time.perf_counter()) - t0
         m.update({"time/sample": t_sampled - t0, "time/update": t1 - t_sampled, "seconds": state["seconds"]})
@@ -221,6 +227,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         "stage": "grpo", "task": cfg.task, "init": cfg.init, "loss": cfg.loss,
         "greedy_accuracy_before": state["acc_before"], "greedy_accuracy_after": acc_after,
         "eval_problems": len(eval_problems), "train_seconds": state["seconds"], "updates": state["step"],
+        "train_flops": state["flops"],
         "cut_short": budget.cut_short(state["step"]),
         "seconds_per_update": state["seconds"] / max(1, state["step"]), "skipped_updates": state["skipped"],
         "zero_signal_updates": state["zero_signal"], "max_completion_tokens": max_new,
@@ -237,6 +244,19 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- the update
+
+
+def _update_flops(model, prompts, flat, G: int, learned: list[int], cfg: GRPOConfig) -> float:
+    """FLOPs of one update: every prompt prefilled once and every sampled token decoded (forwards), then ``epochs``
+    forward+backward passes (plus a reference forward when beta > 0) over the ``learned`` rows, prompt included."""
+    params = sum(p.numel() for p in model.parameters())
+    attn = lambda pairs: attention_flops(model.cfg.n_layers, model.cfg.d_model, pairs)  # noqa: E731
+    lens = [len(prompts[i // G]) + len(s.tokens) for i, s in enumerate(flat)]
+    sample_tokens = sum(len(p) for p in prompts) + sum(len(s.tokens) for s in flat)
+    flops = forward_flops(params, sample_tokens, attention=attn(sum(causal_pairs(1, n) for n in lens)))
+    rows = [lens[i] for i in learned]
+    once = forward_flops(params, sum(rows), attention=attn(sum(causal_pairs(1, n) for n in rows)))
+    return flops + once * (3 * cfg.epochs + (1 if cfg.beta > 0 else 0))
 
 
 def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig, norms):

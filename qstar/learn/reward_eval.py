@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from qstar.scorers.learned import RewardModel, encode_steps, pad_batch
-from qstar.tasks import is_correct, judge
+from qstar.tasks import judge
 from qstar.tasks.base import Problem
 
-# is_correct (qstar.tasks) stays importable from here for scripts
-__all__ = ["reward_loss", "auc", "selection_accuracy", "evaluate_scorer", "is_correct"]
+__all__ = ["reward_loss", "auc", "selection_accuracy", "evaluate_scorer"]
 
 
 @torch.no_grad()

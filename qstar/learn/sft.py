@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
 from qstar.learn.budget import Budget
-from qstar.learn.evaluate import chain_budget, greedy_accuracy  # scripts still import both from here
+from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.optim import MuonAdamW, make_optimizer
 from qstar.learn.runs import start_run
 from qstar.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, task_for

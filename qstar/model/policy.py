@@ -61,6 +61,11 @@ class ModelPolicy:
         self.generator = None if seed is None else torch.Generator(model.lm_head.weight.device).manual_seed(seed)
         self.dtype = dtype
 
+    def reseed(self, seed: int) -> None:
+        """Restart this policy's sampling stream at ``seed`` (a private generator is created if it had none), so one
+        loaded policy can serve many seeded runs without touching torch's global generator."""
+        self.generator = torch.Generator(self.model.lm_head.weight.device).manual_seed(seed)
+
     @classmethod
     def from_checkpoint(cls, directory: str | Path, *, name: str | None = None, **kwargs) -> ModelPolicy:
         """Load a checkpoint directory (raises CheckpointError); ``name`` defaults to the directory name."""
@@ -133,9 +138,9 @@ def load_policy(path: str | Path, *, flag: str = "--checkpoint", dtype: str = "f
     """The policy of a run dir or checkpoint dir: the one constructor every command (search, sweep, ask, serve,
     benchmarks) turns a path into a policy with.
 
-    dtype: decoding dtype name (``DECODE_DTYPES``). seed: seeds the policy's own sampling generator; None samples from
-    torch's global generator, which the caller seeds (the sweep re-seeds it per cell and shares one policy across
-    cells). name: the policy's name (default: the checkpoint directory's). Errors are ValueErrors naming ``flag``.
+    dtype: decoding dtype name (``DECODE_DTYPES``). seed: seeds the policy's own sampling generator
+    (``run_strategy`` restarts it per run with ``reseed``); None samples from torch's global generator. name: the
+    policy's name (default: the checkpoint directory's). Errors are ValueErrors naming ``flag``.
     """
     torch_dtype = decode_dtype(dtype)  # a typo fails before the (slower) load
     model, tokenizer, _ = load_model(path, flag=flag)

@@ -30,8 +30,7 @@ from qstar.scorers.aggregation import AGGREGATIONS, get_aggregation
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, chain_steps, render_prompt
 
-# AGGREGATIONS (qstar.scorers.aggregation) and chain_steps (qstar.tasks.format) stay importable from here for scripts
-__all__ = ["KINDS", "AGGREGATIONS", "RewardModel", "LearnedScorer", "chain_steps", "encode_steps",
+__all__ = ["KINDS", "RewardModel", "LearnedScorer", "encode_steps",
            "save_reward_model", "load_reward_model", "load_scorer"]
 
 KINDS = ("orm", "prm")

@@ -27,8 +27,8 @@ class SearchOptions:
         dvts cap steps instead).
     max_step_tokens: token cap per step of the step-level searches (beam, dvts, mcts); a longer step is a dead end.
     max_steps: depth cap (steps per chain) of the step-level searches.
-    seed: when set, ``qstar.search.run.run_strategy`` seeds torch's and Python's global RNGs with it right before
-        the strategy runs; None leaves them (a policy with its own seeded generator does not read them).
+    seed: when set, ``qstar.search.run.run_strategy`` restarts the policy's own generator and seeds torch's and
+        Python's global RNGs with it right before the strategy runs; None leaves them all.
     """
 
     temperature: float | None = None

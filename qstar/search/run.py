@@ -38,7 +38,8 @@ def run_strategy(policy: Policy, scorer: Scorer, problems: Sequence[Problem], *,
     """Run ``strategy`` at ``budget`` on ``problems``; returns (summary, one Row per problem).
 
     options: sampling and limits (keywords naming SearchOptions fields override them); ``options.seed``, when set,
-    seeds torch's and Python's global RNGs right before the strategy runs. knobs: the strategy's own options
+    restarts the policy's own sampling stream (``reseed``, where it has one) and seeds torch's and Python's global
+    RNGs right before the strategy runs. knobs: the strategy's own options
     (ValueError for one it does not take, see ``strategy_knobs``). graded: grade each answer against its problem's
     gold answer; False for questions that have none.
     """
@@ -50,6 +51,8 @@ def run_strategy(policy: Policy, scorer: Scorer, problems: Sequence[Problem], *,
 
         torch.manual_seed(options.seed)
         random.seed(options.seed)
+        if hasattr(policy, "reseed"):
+            policy.reseed(options.seed)
     t0 = time.perf_counter()
     results = spec.fn(policy, scorer, problems, budget, options=options, **knobs)
     seconds = time.perf_counter() - t0
