@@ -25,6 +25,7 @@ from qstar.tasks.format import clean_line, render_chain, render_prompt, split_ch
 from qstar.tasks.letters import LetterCount
 from qstar.tasks.mixture import Mixture
 from qstar.tasks.mult import Multiplication
+from qstar.tasks.parity import Parity
 
 __all__ = [
     "TASKS", "PlainTask", "Problem", "Task", "Verdict", "check", "extract_answer", "get_task", "is_correct", "judge",
@@ -35,6 +36,7 @@ __all__ = [
 #: name -> Task class (or factory taking keyword options)
 TASKS: dict[str, Callable[..., Task]] = {
     "mult": Multiplication,
+    "parity": Parity,
     "countdown": Countdown,
     "ages": Ages,
     "letters": LetterCount,

@@ -23,8 +23,8 @@ import random
 import re
 from fractions import Fraction
 
-from qstar.tasks.arith import evaluate, tokenize
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.arith import evaluate, fraction_op, tokenize
+from qstar.tasks.base import UNREADABLE, Problem, Task
 from qstar.tasks.format import clean_line
 
 NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Hugo", "Ivy", "Jack", "Kate", "Liam",
@@ -185,6 +185,7 @@ class Ages(Task):
 
     name = "ages"
     checkable = True
+    check_method = "substitution"
 
     def __init__(self, *, family_fraction: float = 0.2):
         if not 0 <= family_fraction <= 1:
@@ -242,6 +243,33 @@ class Ages(Task):
         (x, y), _ = parsed
         return x > 0 and y > 0 and all(p * x + q * y == (0 if parsed[1] else r) for p, q, r in eqs)
 
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        """Substitutes the candidate into the stated relations and evaluates both sides of each.
+
+        Determined puzzles use the literal equation of each sentence ("x=3y", "x+5=2(y+5)"): "x=15 y=5 15=15 20=20".
+        A family answer ("4k and 3k") is taken at k=1 and walked through the puzzle's clauses (a years ago, B's age b
+        then, c years ahead, B's age d then; A's age now must equal d):
+        "k=1 x=4 y=3 a=1/2 b=5/2 c=1 d=4 4=4". Exact; a candidate that is not two ages of the problem's form (k or
+        not) is unreadable, and one with an age <= 0 is wrong."""
+        parsed = parse_ages(candidate)
+        family = problem.data.get("family")
+        if parsed is None or parsed[1] != (family is not None):
+            return UNREADABLE, False
+        x, y = parsed[0]
+        head = ("k=1 " if family else "") + f"x={x} y={y}"
+        if x <= 0 or y <= 0:
+            return head + " not positive", False
+        if family:
+            a = (x - y) / 2
+            b = y - a
+            c = family * b - x
+            d = y + c
+            return f"{head} a={a} b={b} c={c} d={d} {x}{'=' if x == d else '!='}{d}", x == d
+        sides = [[_value(side, x, y) for side in eq.split("=")] for eq in problem.data.get("literal") or []]
+        if len(sides) != 2 or any(len(s) != 2 or None in s for s in sides):  # no literal text: the normalised forms
+            sides = [[p * x + q * y, Fraction(r)] for p, q, r in problem.data["eqs"]]
+        return head + "".join(f" {u}{'=' if u == v else '!='}{v}" for u, v in sides), all(u == v for u, v in sides)
+
     def verify(self, problem: Problem, answer: str | None) -> bool:
         gold, got = parse_ages(problem.answer), parse_ages(answer)
         if gold is None or got is None or gold[1] != got[1]:
@@ -298,6 +326,13 @@ class Ages(Task):
             return _family_answer(int(f[0]), int(f[1]))
         vals = dict(line.replace(" ", "").split("=", 1) for line in steps[-2:] if re.fullmatch(r"[xy]=\S+", line))
         return f"{vals['x']} and {vals['y']}" if {"x", "y"} <= vals.keys() else None
+
+
+def _value(text: str, x: Fraction, y: Fraction) -> Fraction | None:
+    """Value of an expression in x and y ("2(y+5)") at the given ages; None if malformed."""
+    names = {"x": x, "y": y}
+    return evaluate(tokenize(text, names=True), atom=lambda t: Fraction(int(t)) if t.isdigit() else names.get(t),
+                    binop=fraction_op, neg=lambda v: -v)
 
 
 def _env(lines: list[str], ref: dict[str, Lin]) -> dict[str, Lin] | None:

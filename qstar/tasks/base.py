@@ -11,6 +11,7 @@ from typing import ClassVar
 from qstar.tasks.format import render_chain, render_prompt, split_chain
 
 SPLITS = ("train", "test", "ood")
+UNREADABLE = "unreadable"  # the work of a cheap check that cannot read its candidate (the verdict is then False)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Task:
     name: ClassVar[str] = ""
     #: True when ``check`` can judge an answer without the gold answer (Countdown, equations, cipher).
     checkable: ClassVar[bool] = False
+    #: What ``cheap_check`` does (e.g. "casting out nines"); "" when the task has no cheap answer check.
+    check_method: ClassVar[str] = ""
 
     def sample(self, rng: random.Random, difficulty: int) -> Problem:
         """Draw one random problem at the given difficulty."""
@@ -143,6 +146,17 @@ class Task:
 
     def check(self, problem: Problem, answer: str | None) -> bool | None:
         """Reference-free check (does not read ``problem.answer``); None when the task has none."""
+        return None
+
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        """``(work, ok)``: a check of ``candidate`` by ``check_method``, a method cheaper than solving again.
+
+        ``work`` is the method's visible work, one line a model can learn to write (the body of a thinking check line,
+        ``qstar.tasks.thinking``); ``ok`` is the verdict the method itself reaches from the problem statement, never
+        from ``problem.answer``. None exactly when the task (for a mixture, the problem's own task) has no cheap check
+        (``check_method == ""``); a candidate the method cannot read gives ``(UNREADABLE, False)``. Never raises on any
+        candidate.
+        """
         return None
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:

@@ -155,7 +155,11 @@ def math_equal(gold: str, answer: str | None) -> bool:
 
 
 class _Benchmark(Task):
-    """A fixed benchmark: problems come from a loader, answers from the lenient extractor."""
+    """A fixed benchmark: problems come from a loader, answers from the lenient extractor.
+
+    No cheap check (``check_method = ""``): free-form word and competition problems have no general answer check
+    cheaper than solving them.
+    """
 
     loader = "a loader in qstar.tasks.benchmarks"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.base import UNREADABLE, Problem, Task
 from qstar.tasks.format import clean_line
 from qstar.tasks.words import SHORT
 
@@ -63,6 +63,7 @@ class Caesar(Task):
 
     name = "cipher"
     checkable = True
+    check_method = "re-encoding"
 
     def __init__(self, *, shifts: tuple[int, ...] | list[int] = tuple(range(1, 26))):
         shifts = tuple(int(k) for k in shifts)
@@ -117,6 +118,16 @@ class Caesar(Task):
         """Re-encrypts the answer with the statement's shift and compares with the ciphertext."""
         got = normalize(answer)
         return got is not None and shift_text(got, _shift_of(problem.data)) == normalize(problem.data["cipher"])
+
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        """Re-encodes the candidate (normalised as ``verify`` reads it) with the shift and compares with the
+        ciphertext: "+3 khoor zruog=khoor zruog". Exact, since a shift is one-to-one; no letters is unreadable."""
+        got = normalize(candidate)
+        if got is None:
+            return UNREADABLE, False
+        shift, cipher = _shift_of(problem.data), normalize(problem.data["cipher"])
+        enc = shift_text(got, shift)
+        return f"+{shift} {enc}{'=' if enc == cipher else '!='}{cipher}", enc == cipher
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
         """The shift line must give the true shift; the i-th word line must decode the i-th cipher word."""

@@ -17,7 +17,7 @@ import re
 from fractions import Fraction
 
 from qstar.tasks.arith import eval_numbers, evaluate, fraction_op, tokenize
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.base import UNREADABLE, Problem, Task
 from qstar.tasks.format import clean_line, render_chain, split_chain
 
 PHRASINGS = (
@@ -33,6 +33,11 @@ _TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _BACK = re.compile(r"^back left((?: \d{1,60})+)$")
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 Item = tuple[Fraction, str, int]  # (value, expression, precedence of its top operator; 3 = literal)
+
+
+def is_back_line(line: str) -> bool:
+    """Is ``line`` an undo line of a search trace ("back left 13 7 5": the numbers the undo restores)?"""
+    return isinstance(line, str) and _BACK.match(line) is not None
 
 
 def combine(op: str, a: Item, b: Item) -> Item | None:
@@ -215,6 +220,7 @@ class Countdown(Task):
 
     name = "countdown"
     checkable = True
+    check_method = "evaluation"
 
     def __init__(self, *, min_numbers: int = 3, max_numbers: int = 4, max_value: int = 20,
                  target_range: tuple[int, int] = (10, 99)):
@@ -276,6 +282,29 @@ class Countdown(Task):
 
     def verify(self, problem: Problem, answer: str | None) -> bool:
         return bool(self.check(problem, answer))
+
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        """Evaluates the candidate one operation at a time, then compares the value with the target and the numbers
+        it uses (sorted) with the given ones: "13+7=20 20*5=100 100-9=91 91=91 nums 5 7 9 13=5 7 9 13". Exact: the
+        verdict is ``check``'s. Text after an "=" is ignored, as ``check`` does."""
+        expr = candidate.strip().split("=")[0] if isinstance(candidate, str) else ""
+        ops: list[str] = []
+
+        def binop(op: str, a, b):
+            v = fraction_op(op, a[0], b[0])
+            if v is None:
+                return None
+            ops.append(f"{a[0]}{op}{b[0]}={v}")
+            return v, a[1] + b[1]
+
+        r = evaluate(tokenize(expr), atom=lambda t: (Fraction(int(t)), (int(t),)) if t.isdigit() else None,
+                     binop=binop)
+        if r is None:
+            return UNREADABLE, False
+        target, used, given = problem.data["target"], sorted(r[1]), sorted(problem.data["nums"])
+        hit, same = r[0] == target, used == given
+        nums = " ".join(map(str, used)) + ("=" if same else "!=") + " ".join(map(str, given))
+        return " ".join(ops + [f"{r[0]}{'=' if hit else '!='}{target}", f"nums {nums}"]), hit and same
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
         """Valid arithmetic on available numbers with the right numbers left (or a correct "back" line).

@@ -94,7 +94,12 @@ def asked(a: str, b: str, kind: str, *, a_is_larger: bool) -> str:
 
 
 class DecimalCompare(Task):
-    """Compare two decimals; difficulty 1: whole part 0-20, 1-3 decimals; 2 (ood): 0-999, up to 6 decimals."""
+    """Compare two decimals; difficulty 1: whole part 0-20, 1-3 decimals; 2 (ood): 0-999, up to 6 decimals.
+
+    No cheap check (``check_method = ""``): solving is already one digit-by-digit scan, and every check of a candidate
+    (the sign of the padded difference, say) costs at least as much, so a check line would only re-solve. Re-derived
+    steps (``Check: 1<8 ok``) still work.
+    """
 
     name = "decimals"
     checkable = True

@@ -7,6 +7,9 @@ A chain is plain text, one step per line, ending with an answer line:
 
 The model sees ``<bos> prompt chain <eos>``. Questions and steps never contain a newline, so
 "\\n" is the end-of-step marker and <eos> (added by the tokenizer) the end-of-answer marker.
+
+The steps are the chain's thinking; its line kinds (steps, checks, Wait, Retry, backtracking) are documented once, in
+``qstar.tasks.thinking``.
 """
 
 from __future__ import annotations

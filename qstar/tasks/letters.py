@@ -17,7 +17,7 @@ import random
 import re
 import string
 
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.base import UNREADABLE, Problem, Task
 from qstar.tasks.format import clean_line
 from qstar.tasks.words import COMMON, LONG
 
@@ -60,6 +60,7 @@ class LetterCount(Task):
 
     name = "letters"
     checkable = True
+    check_method = "positions recount"
 
     def __init__(self, *, absent_fraction: float = 0.15):
         if not 0 <= absent_fraction <= 1:
@@ -101,6 +102,18 @@ class LetterCount(Task):
         """Counts the letter in the word from the problem statement (not the gold answer)."""
         got = parse_count(answer)
         return got is not None and got == problem.data["word"].count(problem.data["letter"])
+
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        """A recount by another route than the chain's walk: the 1-based positions of the letter in the word, their
+        count, and the comparison with the candidate: "r at 3 8 9 count 3=3" (strawberry), "q at none count 0!=1".
+        Exact; a candidate that is not a count (``parse_count``) is unreadable."""
+        got = parse_count(candidate)
+        if got is None:
+            return UNREADABLE, False
+        word, letter = problem.data["word"], problem.data["letter"]
+        pos = [str(i + 1) for i, ch in enumerate(word) if ch == letter]
+        n = len(pos)
+        return f"{letter} at {' '.join(pos) or 'none'} count {n}{'=' if n == got else '!='}{got}", n == got
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
         """The first line must name the asked letter; the next ones each letter with the true running count."""

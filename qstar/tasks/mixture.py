@@ -28,6 +28,8 @@ class Mixture(Task):
     """
 
     name = "mixture"
+    #: each problem is checked by its own component (``cheap_check`` is None for a component without a method)
+    check_method = "the component task's"
 
     def __init__(self, weights: dict[str, float] | None = None, options: dict[str, dict] | None = None):
         from qstar.tasks import get_task, task_names  # the registry imports this module
@@ -72,6 +74,13 @@ class Mixture(Task):
 
     def check(self, problem: Problem, answer: str | None) -> bool | None:
         return self._task(problem).check(problem, answer)
+
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        try:
+            task = self._task(problem)
+        except ValueError:  # a problem of an unregistered task: nothing to check it with
+            return None
+        return task.cheap_check(problem, candidate)
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
         return self._task(problem).check_step(problem, prev_steps, step)

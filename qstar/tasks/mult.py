@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import re
 
-from qstar.tasks.base import Problem, Task
+from qstar.tasks.base import UNREADABLE, Problem, Task
 from qstar.tasks.format import clean_line
 
 PHRASINGS = (
@@ -57,6 +57,15 @@ def parse_int(text: str | None) -> int | None:
     return int(s)
 
 
+def nines(n: int) -> tuple[str, int]:
+    """Running digit sums mod 9, one digit at a time, and the residue: 123 -> ("123:1 3 6", 6)."""
+    sums, s = [], 0
+    for ch in str(n):
+        s = (s + int(ch)) % 9
+        sums.append(str(s))
+    return f"{n}:" + " ".join(sums), s
+
+
 def rows(a: int, b: int) -> list[tuple[int, int, int]]:
     """(digit of b, partial product, running sum) per digit of ``b``, least significant first."""
     out, total = [], 0
@@ -79,10 +88,16 @@ def render_rows(a: int, b: int, table: list[tuple[int, int, int]]) -> list[str]:
 
 
 class Multiplication(Task):
-    """``a * b`` with ``digits=(n, m)`` digit operands at train/test; ood adds one digit to each."""
+    """``a * b`` with ``digits=(n, m)`` digit operands at train/test; ood adds one digit to each.
+
+    Cheap check: casting out nines (``cheap_check``). It accepts exactly the candidates congruent to the product mod
+    9, so it misses every error that is a multiple of 9 (a transposition of two digits, a result off by 9 or 90),
+    and catches every single digit changed by 1 to 8, such as the carry slips ``corrupt`` makes.
+    """
 
     name = "mult"
     checkable = False
+    check_method = "casting out nines"
 
     def __init__(self, digits: tuple[int, int] = (3, 3)):
         if len(digits) != 2 or any(not isinstance(d, int) or d < 1 for d in digits):
@@ -111,6 +126,20 @@ class Multiplication(Task):
     def verify(self, problem: Problem, answer: str | None) -> bool:
         got = parse_int(answer)
         return got is not None and got == problem.data["a"] * problem.data["b"]
+
+    def cheap_check(self, problem: Problem, candidate: str) -> tuple[str, bool] | None:
+        """Casting out nines: running digit sums mod 9 of each operand and of the candidate (small local steps), the
+        product of the operand residues mod 9, then the comparison. For 123*456 and 56088:
+
+            123:1 3 6 456:4 0 6 56088:5 2 2 1 0 6*6=0 0=0
+
+        A negative or non-integer candidate is unreadable (and wrong: the product of two naturals is a natural)."""
+        got = parse_int(candidate)
+        if got is None or got < 0:
+            return UNREADABLE, False
+        (wa, ra), (wb, rb), (wc, rc) = nines(problem.data["a"]), nines(problem.data["b"]), nines(got)
+        r = ra * rb % 9
+        return f"{wa} {wb} {wc} {ra}*{rb}={r} {r}{'=' if r == rc else '!='}{rc}", r == rc
 
     def check_step(self, problem: Problem, prev_steps: list[str], step: str) -> bool | None:
         """True iff ``step`` is the true line at its position (operands, partial product, running sum).
