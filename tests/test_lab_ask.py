@@ -1,4 +1,5 @@
-"""`qstar ask`: routing questions in a user's own words, honest refusals, and confidence from agreement."""
+"""`qstar ask`: routing questions in a user's own words, honest refusals, the effort table's levels, and confidence
+from the task's check or from agreement."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def test_route_never_raises(text):
 
 
 class Voter:
-    """A scripted policy whose i-th sample answers ``answers[i % len]`` with a two-step chain."""
+    """A scripted policy (one token per character, honouring max_tokens): chain i of a call thinks two lines and
+    answers ``answers[i % len]``; after a forced "Answer: " it writes ``answers[0]``."""
 
     name, params = "voter", 0
 
@@ -75,44 +77,62 @@ class Voter:
         self.answers = answers
 
     def sample(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_tokens=256, stop_at_step=False):
-        return [[Completion(text=f"thinking\nstill thinking\nAnswer: {self.answers[i % len(self.answers)]}",
-                            n_tokens=9) for i in range(n)] for _ in prompts]
+        out = []
+        for _, partial in prompts:
+            row = []
+            for i in range(n):
+                a = self.answers[i % len(self.answers)]
+                text = a if partial.endswith("Answer: ") else f"thinking\nstill thinking\nAnswer: {a}"
+                finish = "eos" if len(text) <= max_tokens else "length"
+                text = text[:max_tokens]
+                row.append(Completion(text, n_tokens=len(text) + (finish == "eos"), finish=finish))
+            out.append(row)
+        return out
 
 
-def test_agreement_and_checker_decide_confidence(capsys):
+def test_the_effort_table_decides_and_the_check_or_agreement_judges(capsys):
     q = "How many r's are in strawberry?"
-    ok = run_ask(AskConfig(question=q, effort="low"), policy=Voter(["3", "3", "2"]))
-    assert ok["status"] == "answered" and ok["answer"] == "3" and ok["agreement"] == pytest.approx(2 / 3)
-    assert ok["thinking"] == ["thinking", "still thinking"] and ok["checked"] is True
+    ok = run_ask(AskConfig(question=q, effort="low"), policy=Voter(["3"]))
+    assert (ok["status"], ok["answer"], ok["strategy"], ok["budget"], ok["samples"]) == \
+        ("answered", "3", "think", 48, 1)
+    assert ok["thinking"] == ["thinking", "still thinking"] and ok["checked"] is True and ok["forced"] is False
     text = capsys.readouterr().out
-    assert "Thinking:" in text and "Answer: 3" in text and "2 of 3 samples agree" in text
+    assert "Effort low (48 thinking tokens):\nThinking:\n  thinking\n  still thinking\nAnswer: 3" in text
+    assert "one chain; it passes the task's own check" in text
     wrong = run_ask(AskConfig(question=q, effort="low"), policy=Voter(["2"]))
     assert wrong["status"] == "unsure" and "fails the letters task's own check" in wrong["message"]
+    # minimal's 16 tokens cut the 32-token chain: the reply says so, and the answer is the one the model then wrote
+    cut = run_ask(AskConfig(question=q, effort="minimal"), policy=Voter(["3"]))
+    assert cut["forced"] is True and cut["thinking_tokens"] == 16 and cut["answer"] == "3"
+    assert cut["thinking"] == ["thinking", "still t"] and "thinking cut at its 16-token budget" in cut["message"]
+    none = run_ask(AskConfig(question=q, effort="none"), policy=Voter(["3"]))
+    assert none["thinking"] == [] and none["answer"] == "3" and "no thinking" in none["message"]
+    vote = run_ask(AskConfig(question=q, effort="xhigh"), policy=Voter(["3", "2", "3", "1"]))
+    assert (vote["answer"], vote["samples"], vote["agreement"]) == ("3", 4, 0.5) and vote["status"] == "answered"
+    assert "2 of 4 samples agree" in vote["message"]
     ages = run_ask(AskConfig(question="Will is 21 years older than Olga and the sum of their ages is 35. How old "
                                       "are they?", effort="low"), policy=Voter(["28 and 7"]))
     assert ages["task"] == "ages" and ages["status"] == "answered" and ages["checked"] is None
-    assert ages["verified"] is None  # the family was recognised, not parsed: agreement is the only evidence
-    split = run_ask(AskConfig(question="what is 12 times 34", effort="medium"),
+    assert ages["verified"] is None and "not checked" in ages["message"]  # recognised, not parsed: no evidence
+    split = run_ask(AskConfig(question="what is 12 times 34", effort="xhigh"),
                     policy=Voter(["408", "407", "406", "405"]))  # mult has no reference-free check
-    assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 16
+    assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 4
 
 
-def test_the_check_picks_and_vouches_for_a_minority_answer():
-    # best of N by the task's reference-free check: one right sample in four is found, and the check (not the
-    # 1-in-4 agreement) decides the confidence
-    q = "How many r's are in strawberry?"
-    out = run_ask(AskConfig(question=q, effort="medium", checkpoint="no/run"), policy=Voter(["2", "2", "3", "1"]))
-    assert (out["status"], out["answer"], out["scorer"]) == ("answered", "3", "checker")
-    assert out["agreement"] == pytest.approx(0.25) and "passes the task's own check" in out["message"]
-    assert "though 2 of 2 thinking steps do not" in out["message"]  # the scripted "thinking" lines are no spelling
-    none_right = run_ask(AskConfig(question=q, effort="high"), policy=Voter(["2", "1"]))
-    assert none_right["status"] == "unsure" and none_right["samples"] == 64
+def test_effort_all_thinks_at_every_level(capsys):
+    out = run_ask(AskConfig(question="How many r's are in strawberry?", effort="all"), policy=Voter(["3"]))
+    assert [o["effort"] for o in out["levels"]] == ["none", "minimal", "low", "medium", "high", "xhigh"]
+    assert [o["budget"] for o in out["levels"]] == [0, 16, 48, 128, 256, 256] and out["effort"] == "all"
+    assert out["answer"] == "3" and capsys.readouterr().out.count("Thinking:") == 6
+    with pytest.raises(ValueError, match="choose from none, minimal, low, medium, high, xhigh, or all"):
+        run_ask(AskConfig(question="How many r's are in strawberry?", effort="turbo"), policy=Voter(["3"]))
 
 
 def test_ask_a_real_checkpoint(tiny_checkpoint, capsys):
     out = run_ask(AskConfig(question="How many r's are in strawberry?", checkpoint=str(tiny_checkpoint),
                             effort="low"))
-    assert out["status"] in ("answered", "unsure") and out["task"] == "letters" and out["samples"] == 3
+    assert out["status"] in ("answered", "unsure") and out["task"] == "letters" and out["samples"] == 1
+    assert out["strategy"] == "think" and out["thinking_tokens"] <= 48
     assert out["thinking"] and "Thinking:" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no checkpoint at"):
         run_ask(AskConfig(question="How many r's are in strawberry?", checkpoint="does/not/exist"))

@@ -25,10 +25,11 @@ def test_split_takes_the_shared_fields_and_leaves_the_knobs():
 
 def test_the_registry_says_what_each_strategy_takes():
     assert {n for n, s in STRATEGIES.items() if s.tree} == {"beam", "dvts", "mcts"}
-    assert {n for n, s in STRATEGIES.items() if s.deterministic} == {"greedy", "sequential"}
+    assert {n for n, s in STRATEGIES.items() if s.deterministic} == {"greedy", "sequential", "think"}
     assert list(STRATEGIES)[:2] == ["greedy", "majority"] and list(STRATEGIES)[-1] == "compute_optimal"
     assert strategy_knobs("beam") == ("width", "aggregation", "select")
     assert strategy_knobs("majority") == () and strategy_knobs("sequential") == ("mode",)
+    assert strategy_knobs("think") == ("parallel",)
     # compute_optimal passes the tree strategies' knobs on, so it takes them too
     assert {"probe", "table", "width", "c_puct"} <= set(strategy_knobs("compute_optimal"))
     for name, spec in STRATEGIES.items():
@@ -64,7 +65,7 @@ class Recording(ScriptedPolicy):
 
 
 def test_an_unset_temperature_is_the_strategys_default():
-    for name, want in (("majority", 0.8), ("sequential", 0.0), ("greedy", 0.0)):
+    for name, want in (("majority", 0.8), ("sequential", 0.0), ("greedy", 0.0), ("think", 0.0)):
         policy = Recording(table_script(TABLE))
         get_strategy(name)(policy, StepScorer({}), [prob()], 2)
         assert set(policy.temperatures) == {want}

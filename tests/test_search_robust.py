@@ -44,7 +44,7 @@ def test_ledgers_add_up_to_the_policy_and_scorer_counts(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_budgets_and_empty_problem_lists(name):
     fn, policy, scorer = get_strategy(name), ScriptedPolicy(table_script(RICH)), StepScorer({})
-    for budget in (0, -3, 2.5, True, "4"):
+    for budget in (-3, 2.5, True, "4") if name == "think" else (0, -3, 2.5, True, "4"):  # think: 0 tokens is valid
         with pytest.raises(ValueError, match="budget"):
             fn(policy, scorer, [prob()], budget)
     assert fn(policy, scorer, [], 4) == []
@@ -102,7 +102,7 @@ def test_garbage_policies_never_crash_or_loop(name, kind):
     assert len(rs) == 2 and policy.draws < 2000
     for r in rs:
         assert isinstance(r.chain, str) and (r.answer is None or isinstance(r.answer, str))
-        if kind != "multi_line_steps":
+        if kind != "multi_line_steps" and name != "think":  # think forces an answer line; the model fills it
             assert r.answer is None
         if r.tree is not None:
             json.dumps(r.tree, allow_nan=False)
@@ -127,7 +127,8 @@ class NaNScorer(StepScorer):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_scores_rank_last_and_never_crash(name):
-    rs = get_strategy(name)(ScriptedPolicy(table_script(RICH)), NaNScorer({}), [prob("q1")], 4)
+    budget = 64 if name == "think" else 4  # think's budget is thinking tokens
+    rs = get_strategy(name)(ScriptedPolicy(table_script(RICH)), NaNScorer({}), [prob("q1")], budget)
     assert rs[0].answer in ("4", "5", "6")
     if rs[0].tree is not None:
         json.dumps(rs[0].tree, allow_nan=False)

@@ -48,15 +48,15 @@ def questions():
         [p.question for p in get_task("mult", digits=(2, 2)).generate(1, seed=5, split="test")]
 
 
-def direct_greedy(policy, question):
-    """What the greedy strategy gives on the policy itself, without the server."""
-    return get_strategy("greedy")(policy, get_scorer("none"), [make_problem(question)], 1)[0]
+def direct_low(policy, question):
+    """What reasoning_effort="low" (think with 48 thinking tokens) gives on the policy itself, without the server."""
+    return get_strategy("think")(policy, get_scorer("none"), [make_problem(question)], 48)[0]
 
 
 def test_plain_chat_matches_direct_search(client, policy, questions):
     answered = 0
     for q in questions:
-        want = direct_greedy(policy, q)
+        want = direct_low(policy, q)
         r = client.chat.completions.create(model="tiny", reasoning_effort="low", messages=[
             {"role": "system", "content": "You are terse."}, {"role": "user", "content": q}])
         choice, usage = r.choices[0], r.usage
@@ -66,8 +66,10 @@ def test_plain_chat_matches_direct_search(client, policy, questions):
         assert usage.completion_tokens == want.ledger.generated_tokens
         assert usage.prompt_tokens == want.ledger.prompt_tokens > 0
         assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-        content = len("Answer: " + want.answer) + 1 if want.answer is not None else 0  # + <eos>
+        # the thinking is the reasoning; the answer the model wrote (a forced "Answer: " is not generated) the content
+        content = want.info["answer_tokens"][0]
         assert usage.completion_tokens_details.reasoning_tokens == usage.completion_tokens - content
+        assert usage.completion_tokens_details.reasoning_tokens == want.info["thinking_tokens"][0] <= 48
         answered += choice.message.content != ""
     assert answered >= 1  # the trained model does finish chains with an answer line
 
@@ -75,9 +77,9 @@ def test_plain_chat_matches_direct_search(client, policy, questions):
 def test_high_effort_n2_and_token_cap(client, questions):
     r = client.chat.completions.create(model="tiny", reasoning_effort="high", n=2, max_completion_tokens=200,
                                        messages=[{"role": "user", "content": questions[0]}])
-    assert len(r.choices) == 2 and r.qstar["strategy"] == "weighted_best_of_n" and r.qstar["budget"] == 16
+    assert len(r.choices) == 2 and r.qstar["strategy"] == "think" and r.qstar["budget"] == 256
     assert 0 < r.usage.completion_tokens <= 2 * 200
-    # a cap smaller than one chain: the search runs out, so no answer and finish_reason "length"
+    # a cap smaller than the thinking: nothing is left for the answer, so no answer and finish_reason "length"
     r = client.chat.completions.create(model="tiny", reasoning_effort="high", max_completion_tokens=10,
                                        messages=[{"role": "user", "content": questions[1]}])
     assert r.usage.completion_tokens <= 10 and r.choices[0].finish_reason == "length"
@@ -86,15 +88,15 @@ def test_high_effort_n2_and_token_cap(client, questions):
 
 def test_streaming_matches_plain(client, policy, questions):
     q = questions[2]
-    want = direct_greedy(policy, q)
+    want = direct_low(policy, q)
     chunks = list(client.chat.completions.create(model="tiny", reasoning_effort="low", stream=True,
                                                  stream_options={"include_usage": True},
                                                  messages=[{"role": "user", "content": q}]))
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     reasoning = "".join(getattr(d, "reasoning", None) or "" for d in deltas)
-    progress, _, thinking = reasoning.partition("tokens\n")
-    assert progress.startswith("[search] greedy@1: call 1, 1 samples, ")
+    progress, _, thinking = reasoning.rpartition("tokens\n")  # a forced answer is a second call, a second line
+    assert progress.startswith("[search] think@48: call 1, 1 samples, ")
     assert thinking == split_reasoning(want.chain)
     assert "".join(d.content or "" for d in deltas) == (want.answer or "")
     finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -131,7 +133,7 @@ def test_concurrent_users_share_batches(client, server, questions):
         t.join(60)
     assert all(r is not None and r.usage.completion_tokens <= 128 for r in out)
     calls, batches = stats["calls"] - before["calls"], stats["batches"] - before["batches"]
-    assert calls == 8 and batches < calls  # majority@4 is one sample call per request; some were merged
+    assert calls >= 8 and batches < calls  # think: one or two sample calls per request; some were merged
 
 
 def test_chained_servers(server, policy, questions):
@@ -148,7 +150,7 @@ def test_chained_servers(server, policy, questions):
     front = create_app(upstream, ServeConfig(name="front", effort_high="beam:4:checker"))
     with serve_in_thread(front) as a_url:
         client = openai.OpenAI(base_url=a_url + "/v1", api_key="unused", max_retries=0)
-        want = direct_greedy(policy, questions[2])
+        want = direct_low(policy, questions[2])
         r = client.chat.completions.create(model="front", reasoning_effort="low",
                                            messages=[{"role": "user", "content": questions[2]}])
         assert r.choices[0].message.content == (want.answer or "")

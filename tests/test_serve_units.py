@@ -21,9 +21,21 @@ def test_effort_parse():
     assert Effort.parse("majority:4") == Effort("majority", 4, "none")
     assert Effort.parse("beam:16:checker") == Effort("beam", 16, "checker")
     assert Effort.parse("greedy") == Effort("greedy", 1, "none")
-    for bad in ("", "a:b", "a:0", "a:1:b:c"):
+    assert Effort.parse("think:0") == Effort("think", 0, "none")  # think's budget is tokens: 0 = no thinking
+    assert Effort.parse("think:64:parallel=2") == Effort("think", 64, "none", {"parallel": 2})
+    for bad in ("", "a:b", "a:0", "a:1:b:c", "think:-1"):
         with pytest.raises(ValueError, match="effort spec"):
             Effort.parse(bad)
+
+
+def test_config_levels_default_to_the_effort_table_and_can_be_replaced():
+    from qstar.search.effort import EFFORTS
+    from qstar.serve.config import ServeConfig, efforts_of
+
+    assert efforts_of(ServeConfig()) == EFFORTS
+    table = efforts_of(ServeConfig(effort_none="greedy", effort_xhigh="beam:16:checker"))
+    assert table["none"] == Effort("greedy") and table["xhigh"] == Effort("beam", 16, "checker")
+    assert table["medium"] == EFFORTS["medium"]
 
 
 def test_reasoner_rejects_oracle_and_unknown_names():
@@ -89,6 +101,23 @@ def test_reasoner_usage_is_hand_computed():
     results, usage = r.run("abc", effort="medium", n=2, max_tokens=20)
     assert [x.answer for x in results] == [None, None]
     assert usage["completion_tokens"] == 40 and usage["completion_tokens_details"]["reasoning_tokens"] == 40
+
+
+def test_reasoner_thinking_budget_usage():
+    from qstar.search.effort import EFFORTS
+
+    r = Reasoner(EchoPolicy(), EFFORTS)
+    # "len 3\n" is 6 tokens of thinking: a budget of 4 cuts it ("len " + "\n" + "Answer: "), after which the echo
+    # writes nothing (not its chain), so no answer; low's 48 tokens let it close its thinking and answer by itself
+    results, usage = r.run("abc", effort="minimal", max_tokens=100, thinking=4)
+    assert results[0].info["forced"] == [True] and results[0].chain == "len \nAnswer: " and not results[0].answer
+    results, usage = r.run("abc", effort="low", max_tokens=100)
+    assert results[0].answer == "3" and results[0].info["forced"] == [False]
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 6 and usage["completion_tokens"] == 16
+    results, usage = r.run("abc", effort="none", max_tokens=100)
+    assert results[0].chain.startswith("Answer: ") and usage["completion_tokens_details"]["reasoning_tokens"] == 0
+    eff, scorer, options, knobs = r.plan("xhigh", 12)
+    assert (eff.strategy, eff.budget, knobs, scorer.name) == ("think", 12, {"parallel": 4}, "none")
 
 
 def _concurrent(batcher, jobs):

@@ -304,7 +304,7 @@ def test_report_of_the_sweep(sweep_run, capsys):
 def test_ask(tiny_checkpoint, capsys):
     (out,) = cli(capsys, "ask", "How many r's are in strawberry?", "--checkpoint", tiny_checkpoint, "--effort", "low",
                  "--json")
-    assert (out["task"], out["strategy"], out["samples"]) == ("letters", "majority", 3)
+    assert (out["task"], out["strategy"], out["budget"], out["samples"]) == ("letters", "think", 48, 1)
     assert out["status"] in ("answered", "unsure") and out["message"] and out["thinking"]
     (refused,) = cli(capsys, "ask", "What is the capital of France?", "--checkpoint", tiny_checkpoint, "--json")
     assert refused["status"] == "out_of_scope" and refused["answer"] is None

@@ -1,7 +1,8 @@
 """Test-time compute: every strategy is ``f(policy, scorer, problems, budget, **options) -> list[SearchResult]``.
 
 ``budget`` is N, the number of full-chain samples worth of compute per problem; each strategy's module docstring
-says how it maps N (samples, beams, subtrees, simulations, forced continuations). Each result carries a ``Ledger``
+says how it maps N (samples, beams, subtrees, simulations, forced continuations; ``think``: thinking tokens, see
+``qstar.search.effort`` for the reasoning-effort levels built on it). Each result carries a ``Ledger``
 (tokens, FLOPs, seconds) and, for tree strategies, the tree as JSON (``qstar.search.nodes``).
 
 The options are the sampling settings and limits every strategy shares (``SearchOptions``: temperature, top_p,
@@ -24,11 +25,12 @@ from qstar.search.options import SearchOptions
 from qstar.search.registry import STRATEGIES, StrategySpec, get_strategy, register, strategy_knobs, strategy_spec
 from qstar.search.sampling import best_of_n, greedy, majority, weighted_best_of_n
 from qstar.search.sequential import sequential
+from qstar.search.thinking import think
 from qstar.search.tree import beam, dvts
 from qstar.search.types import Ledger, Scorer, SearchResult
 
 # the registry, in this order (names in error messages, default benchmark order)
-for _fn in (greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential, compute_optimal):
+for _fn in (greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential, think, compute_optimal):
     register(_fn)
 
 __all__ = [

@@ -6,21 +6,28 @@ OUT/results.jsonl: one line per problem: question, gold, answer, correct, chain,
 
 Accuracy always uses the task's exact verifier; that is evaluation, not selection. Selection by the "oracle" scorer
 reads the gold answer: such runs carry ``"oracle": true`` and a label ending in "[ORACLE selection]".
+
+``--reasoning-effort LEVEL`` runs that level of the effort table (``qstar.search.effort``) instead of
+--strategy/--budget/--scorer; ``--max-thinking-tokens N`` runs ``think`` at N thinking tokens (clamped to the
+model's context, with a note on stderr and in the summary's ``notes``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qstar.search.effort import Effort, capped, effort_of
 from qstar.search.options import SearchOptions
 from qstar.search.registry import strategy_spec
 from qstar.search.run import Row, run_strategy
+from qstar.search.thinking import context_length, thinking_budget
 
-__all__ = ["SearchConfig", "run_search", "write_outputs"]
+__all__ = ["SearchConfig", "run_search", "write_outputs", "chosen_effort"]
 
 
 @dataclass
@@ -32,9 +39,16 @@ class SearchConfig:
     task: str = ""
     """Task name (see `qstar tasks`); empty: the task the checkpoint was trained on, else mult."""
     strategy: str = "majority"
-    """greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential or compute_optimal."""
+    """greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential, think or compute_optimal."""
     budget: int = 4
-    """N: full-chain samples worth of compute per problem (beams, subtrees, simulations, forced continuations)."""
+    """N: full-chain samples worth of compute per problem (beams, subtrees, simulations, forced continuations;
+    think: thinking tokens)."""
+    reasoning_effort: str = ""
+    """Run an effort level instead of --strategy/--budget/--scorer: none, minimal, low, medium, high or xhigh (the
+    table in qstar.search.effort; e.g. medium = think with 128 thinking tokens)."""
+    max_thinking_tokens: int | None = None
+    """Run think with this thinking budget in tokens instead of --strategy/--budget (with --reasoning-effort: that
+    level's think knobs, e.g. xhigh's 4 chains); clamped to the model's context, with a note."""
     problems: int = 50
     """How many problems of the split to solve."""
     out: str = "runs/search"
@@ -65,9 +79,12 @@ def run_search(cfg: SearchConfig) -> dict:
     from qstar.scorers import get_scorer, learned_kind
     from qstar.tasks import get_task
 
-    spec = strategy_spec(cfg.strategy)
-    if cfg.budget < 1 or cfg.problems < 1:
-        raise ValueError(f"--budget and --problems must be >= 1 (got {cfg.budget}, {cfg.problems})")
+    effort = chosen_effort(cfg)
+    strategy, budget, scorer_name = (effort.strategy, effort.budget, effort.scorer) if effort else \
+        (cfg.strategy, cfg.budget, cfg.scorer)
+    spec = strategy_spec(strategy)
+    if (budget < 1 and strategy != "think") or cfg.problems < 1:
+        raise ValueError(f"--budget and --problems must be >= 1 (got {budget}, {cfg.problems})")
     if not cfg.checkpoint:
         raise ValueError("--checkpoint is required (a run dir or a Hugging Face model dir)")
     try:
@@ -76,18 +93,38 @@ def run_search(cfg: SearchConfig) -> dict:
         raise ValueError(f"--options must be a JSON object: {e}") from None
     if not isinstance(options, dict):
         raise ValueError("--options must be a JSON object")
-    scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
+    scorer = get_scorer(scorer_name, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(scorer_name) else {}))
     task_name = task_for(cfg.task, [cfg.checkpoint], default="mult")
     problems = get_task(task_name).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     policy = load_policy(cfg.checkpoint, seed=cfg.seed, dtype=cfg.decode_dtype)
-    # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
+    note = None
+    if cfg.max_thinking_tokens is not None:  # checked before the load; clamped now that the context is known
+        budget, note = thinking_budget(budget, context_length(policy))
+    if note:
+        print(f"qstar search: note: {note}", file=sys.stderr)
+    # --temperature is for the strategies that sample; greedy, sequential and think keep their temperature 0
     sampling = SearchOptions(temperature=None if spec.deterministic else cfg.temperature, max_tokens=cfg.max_tokens)
-    summary, rows = run_strategy(policy, scorer, problems, strategy=cfg.strategy, budget=cfg.budget,
-                                 options=sampling, **options)
+    knobs = {**(effort.options if effort else {}), **options}
+    summary, rows = run_strategy(policy, scorer, problems, strategy=strategy, budget=budget, options=sampling,
+                                 **knobs)
     summary |= {"task": task_name, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
+    if cfg.reasoning_effort:
+        summary["reasoning_effort"] = cfg.reasoning_effort
+    if note:
+        summary["notes"] = [note]
     write_outputs(Path(cfg.out), summary, rows)
     print(json.dumps(summary))
     return summary
+
+
+def chosen_effort(cfg: SearchConfig) -> Effort | None:
+    """What --reasoning-effort / --max-thinking-tokens run (None: neither is set, --strategy runs). ValueError
+    listing the levels for an unknown one, or for a thinking budget below 1."""
+    effort = effort_of(cfg.reasoning_effort) if cfg.reasoning_effort else None
+    if cfg.max_thinking_tokens is None:
+        return effort
+    tokens, _ = thinking_budget(cfg.max_thinking_tokens)
+    return capped(effort or Effort("think", tokens), tokens)
 
 
 def jsonable(x):

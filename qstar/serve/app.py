@@ -2,9 +2,13 @@
 holds one server's state (shared policy, reasoner, config, search pool, stats) and its methods are the route
 handlers; ``create_app`` builds one and registers them on a FastAPI app.
 
-POST /v1/chat/completions  o1-style: ``message.content`` = the answer, ``message.reasoning`` = the chosen chain,
-                           ``usage.completion_tokens_details.reasoning_tokens``; ``stream: true`` sends search
-                           progress and the chain as ``delta.reasoning``, then the answer as ``delta.content``.
+POST /v1/chat/completions  o1-style: ``message.content`` = the answer, ``message.reasoning`` = the chosen chain's
+                           thinking, ``usage.completion_tokens_details.reasoning_tokens``; ``stream: true`` sends
+                           search progress and the thinking as ``delta.reasoning``, then the answer as
+                           ``delta.content``. ``reasoning_effort`` is one of the effort table's levels
+                           (``qstar.search.effort``); ``max_thinking_tokens`` (alias ``thinking_token_budget``) caps
+                           the thinking instead, clamped to the model's context with a note in ``qstar.notes`` and
+                           the ``X-Qstar-Note`` header.
 POST /v1/completions       raw continuation of qstar model text ("question\\npartial chain"), so another qstar or
                            :class:`~qstar.backends.openai_compat.OpenAIPolicy` can use this server step by step.
 GET  /v1/models, GET /health.
@@ -33,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qstar.backends.openai_compat import UpstreamError
 from qstar.model.types import Completion, Policy, Prompt
+from qstar.search.thinking import thinking_budget
 from qstar.serve.batching import BatchingPolicy
 from qstar.serve.config import QUEUE_PER_WORKER, ServeConfig, check_limits, efforts_of
 from qstar.serve.engine import Cancelled, Reasoner, SearchTimeout, split_reasoning
@@ -156,13 +161,19 @@ class ServeApp:
         req = parse_chat(await self.read_json(request), self.config, served=self.served, efforts=self.efforts)
         cancelled = threading.Event()
         deadline = time.monotonic() + self.config.request_timeout_s
-        eff = self.efforts[req.effort]
+        thinking, note = (None, None) if req.thinking is None else thinking_budget(req.thinking, self.reasoner.context)
+        eff = self.reasoner.plan(req.effort, thinking)[0]
         meta = {"effort": req.effort, "strategy": eff.strategy, "budget": eff.budget, "scorer": eff.scorer}
-        kwargs = dict(effort=req.effort, n=req.n, max_tokens=req.max_tokens, temperature=req.temperature,
-                      top_p=req.top_p, deadline=deadline, cancelled=cancelled)
+        if eff.options:
+            meta["options"] = eff.options
+        if note:  # a clamped thinking budget: said in the response (and its header), never silently
+            meta["notes"] = [note]
+        headers = {"X-Qstar-Note": note} if note else {}
+        kwargs = dict(effort=req.effort, n=req.n, max_tokens=req.max_tokens, thinking=thinking,
+                      temperature=req.temperature, top_p=req.top_p, deadline=deadline, cancelled=cancelled)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
-            return await self.stream(req, kwargs, meta, cid, created)
+            return await self.stream(req, kwargs, meta, cid, created, headers)
         try:
             results, usage = await self.in_pool(lambda: self.reasoner.run(req.question, **kwargs), cancelled)
         except APIError:
@@ -174,10 +185,11 @@ class ServeApp:
                     "logprobs": None, "finish_reason": "stop" if r.answer is not None else "length"}
                    for i, r in enumerate(results)]
         meta |= {"scores": [_finite(r.score) for r in results], "flops": sum(r.ledger.flops for r in results)}
-        return {"id": cid, "object": "chat.completion", "created": created, "model": self.served,
-                "choices": choices, "usage": usage, "system_fingerprint": None, "qstar": meta}
+        return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": self.served,
+                             "choices": choices, "usage": usage, "system_fingerprint": None, "qstar": meta},
+                            headers=headers)
 
-    async def stream(self, req, kwargs, meta, cid, created):
+    async def stream(self, req, kwargs, meta, cid, created, headers):
         """The chat response as server-sent events: search progress, the chains, the answers, [DONE]."""
         loop, queue = asyncio.get_running_loop(), asyncio.Queue()
 
@@ -239,7 +251,7 @@ class ServeApp:
                 kwargs["cancelled"].set()  # a client that went away stops the search at its next policy call
 
         return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers})
 
     async def completions(self, request: Request):
         req = parse_completion(await self.read_json(request), self.config, served=self.served)

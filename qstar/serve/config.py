@@ -1,9 +1,13 @@
-"""Configuration of ``qstar serve``: ``ServeConfig`` (every flag), ``Effort`` (what a ``reasoning_effort`` level
-runs) and the server's fixed numbers. It imports nothing of the server: the engine, the app and the CLI build on it."""
+"""Configuration of ``qstar serve``: ``ServeConfig`` (every flag) and the server's fixed numbers. What a
+``reasoning_effort`` level runs is ``qstar.search.effort``'s table (``Effort``, re-exported here); the
+``--effort-LEVEL`` flags replace single levels. It imports nothing of the server: the engine, the app and the CLI
+build on it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from qstar.search.effort import LEVELS, Effort, effort_table
 
 __all__ = ["ServeConfig", "Effort", "efforts_of", "check_limits", "LIMITS", "LOOPBACK", "QUEUE_PER_WORKER"]
 
@@ -14,35 +18,6 @@ QUEUE_PER_WORKER = 4
 #: ServeConfig fields that must be >= 1
 LIMITS = ("workers", "max_body_bytes", "max_messages", "max_message_chars", "max_question_chars", "max_n",
           "max_completion_tokens", "default_max_completion_tokens", "max_prompts")
-
-
-@dataclass(frozen=True)
-class Effort:
-    """What one ``reasoning_effort`` level runs.
-
-    strategy: name in ``qstar.search.STRATEGIES``. budget: N, full-chain samples worth of compute per choice.
-    scorer: name for ``qstar.scorers.get_scorer`` (must not be an oracle). options: extra strategy keywords
-    (``qstar.search.SearchOptions`` fields or the strategy's own knobs).
-    """
-
-    strategy: str
-    budget: int = 1
-    scorer: str = "none"
-    options: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, spec: str) -> Effort:
-        """``"strategy[:budget[:scorer]]"``, e.g. ``"majority:4"`` or ``"beam:16:checker"``."""
-        parts = [p.strip() for p in str(spec).split(":")]
-        if not parts[0] or len(parts) > 3:
-            raise ValueError(f"effort spec {spec!r} must look like strategy[:budget[:scorer]], e.g. 'majority:4'")
-        try:
-            budget = int(parts[1]) if len(parts) > 1 else 1
-        except ValueError:
-            raise ValueError(f"effort spec {spec!r}: budget {parts[1]!r} is not an integer") from None
-        if budget < 1:
-            raise ValueError(f"effort spec {spec!r}: budget must be >= 1")
-        return cls(parts[0], budget, parts[2] if len(parts) > 2 else "none")
 
 
 @dataclass
@@ -76,15 +51,22 @@ class ServeConfig:
     """Require 'Authorization: Bearer KEY' on /v1 endpoints (default: $QSTAR_API_KEY; empty = no auth)."""
     device: str = "cpu"
     """Torch device for local models."""
-    effort_low: str = "greedy:1"
-    """reasoning_effort=low as strategy[:budget[:scorer]]."""
-    effort_medium: str = "majority:4"
-    """reasoning_effort=medium as strategy[:budget[:scorer]]."""
-    # checker-weighted votes: verified answers win; unrecognised questions fall back to a vote among answered chains
-    effort_high: str = "weighted_best_of_n:16:checker"
-    """reasoning_effort=high as strategy[:budget[:scorer]] (e.g. beam:16:checker)."""
+    effort_none: str = ""
+    """reasoning_effort=none as strategy[:budget[:scorer]][:knob=value...]; empty: the effort table's (think:0, no
+    thinking; see qstar.search.effort)."""
+    effort_minimal: str = ""
+    """reasoning_effort=minimal as a spec like --effort-none's; empty: the table's (think:16, 16 thinking tokens)."""
+    effort_low: str = ""
+    """reasoning_effort=low as a spec like --effort-none's; empty: the table's (think:48)."""
+    effort_medium: str = ""
+    """reasoning_effort=medium as a spec like --effort-none's; empty: the table's (think:128)."""
+    effort_high: str = ""
+    """reasoning_effort=high as a spec like --effort-none's (e.g. beam:16:checker); empty: the table's (think:256)."""
+    effort_xhigh: str = ""
+    """reasoning_effort=xhigh as a spec like --effort-none's; empty: the table's (think:256:parallel=4, the majority
+    of 4 budgeted chains)."""
     default_effort: str = "medium"
-    """Effort used when a request does not set reasoning_effort."""
+    """Effort used when a request does not set reasoning_effort (none, minimal, low, medium, high or xhigh)."""
     max_batch: int = 64
     """Most rows (prompts x samples) merged from concurrent requests into one policy call."""
     max_wait_ms: float = 5.0
@@ -112,9 +94,8 @@ class ServeConfig:
 
 
 def efforts_of(cfg: ServeConfig) -> dict[str, Effort]:
-    """reasoning_effort level -> Effort, from the config's specs."""
-    return {"low": Effort.parse(cfg.effort_low), "medium": Effort.parse(cfg.effort_medium),
-            "high": Effort.parse(cfg.effort_high)}
+    """reasoning_effort level -> Effort: the effort table with the config's ``effort_LEVEL`` specs applied."""
+    return effort_table({level: getattr(cfg, f"effort_{level}") for level in LEVELS})
 
 
 def check_limits(cfg: ServeConfig) -> None:

@@ -1,6 +1,7 @@
 """The reasoning engine behind the API: a chat question -> a qstar Problem -> a search at the requested effort.
 
-Effort levels map to (strategy, budget, scorer) via :class:`Effort`. Each request samples through a
+Effort levels map to (strategy, budget, scorer) by the effort table (``qstar.search.effort``; the config may replace
+levels); a request's ``max_thinking_tokens`` runs ``think`` at that budget instead. Each request samples through a
 :class:`RequestPolicy`, a per-request view of the shared (batching) policy that enforces the request's token cap
 (``max_completion_tokens`` counts every sampled token, reasoning included), applies its temperature, and stops the
 search when the client went away or the deadline passed.
@@ -20,8 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from qstar.model.types import Completion, Policy, Prompt
-from qstar.search.types import SearchResult
-from qstar.serve.config import Effort
+from qstar.search.effort import Effort, capped
+from qstar.search.options import SearchOptions
+from qstar.search.types import Scorer, SearchResult
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
 
@@ -76,6 +78,9 @@ class RequestPolicy:
         self.cancelled = cancelled or threading.Event()
         self.on_progress = on_progress
         self.name, self.params = policy.name, int(getattr(policy, "params", 0) or 0)
+        count = getattr(policy, "count_tokens", None)
+        if callable(count):  # strategies count text in the backend's tokens where it can (think's thinking)
+            self.count_tokens = count
         self.used = self.calls = 0
 
     def sample(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
@@ -110,13 +115,15 @@ class Reasoner:
     """Runs searches for API requests on a shared policy.
 
     efforts: level -> Effort. Scorers are built once here; an unknown strategy/scorer or an oracle scorer raises
-    ValueError naming what exists (at server start, not on a request).
+    ValueError naming what exists (at server start, not on a request). context: the policy's context length in
+    tokens (None: unknown), the most a request's thinking budget can be.
     """
 
     def __init__(self, policy: Policy, efforts: dict[str, Effort]) -> None:
         from qstar.scorers import get_scorer
-        from qstar.search import SearchOptions, strategy_spec
+        from qstar.search import strategy_spec
         from qstar.search.registry import check_knobs
+        from qstar.search.thinking import context_length
 
         if not efforts:
             raise ValueError("at least one reasoning effort level is needed")
@@ -130,22 +137,35 @@ class Reasoner:
         for lvl, s in self.scorers.items():
             if s.oracle:
                 raise ValueError(f"effort {lvl!r}: scorer {s.name!r} reads gold answers (oracle); a server has none")
+        self.none = get_scorer("none")  # for requests that cap the thinking (think reads no scorer)
+        self.context = context_length(policy)
         self.parsers = _parsers()
         count = getattr(policy, "count_tokens", None)
         self.count_tokens: Callable[[str], int] = count if callable(count) else len  # char-level by default
 
-    def run(self, question: str, *, effort: str, n: int = 1, max_tokens: int, temperature: float | None = None,
-            top_p: float | None = None, deadline: float | None = None, cancelled: threading.Event | None = None,
+    def plan(self, effort: str, thinking: int | None = None) -> tuple[Effort, Scorer, SearchOptions, dict]:
+        """What a request at level ``effort`` runs: (Effort, scorer, shared options, the strategy's knobs). With
+        ``thinking`` (a checked ``max_thinking_tokens``) it is ``think`` at that budget (``effort.capped``)."""
+        eff = self.efforts[effort]
+        if thinking is None:
+            return (eff, self.scorers[effort], *self.options[effort])
+        eff = capped(eff, thinking)
+        options, knobs = self.options[effort] if self.efforts[effort].strategy == "think" else (SearchOptions(), {})
+        return eff, self.none, options, knobs
+
+    def run(self, question: str, *, effort: str, n: int = 1, max_tokens: int, thinking: int | None = None,
+            temperature: float | None = None, top_p: float | None = None, deadline: float | None = None,
+            cancelled: threading.Event | None = None,
             on_progress: Callable[[dict], None] | None = None) -> tuple[list[SearchResult], dict]:
         """Search ``n`` independent answers; returns (results, usage) with usage in OpenAI's shape.
 
         max_tokens: per-choice cap on generated tokens (reasoning + answer); the search gets ``n * max_tokens``.
+        thinking: the request's checked thinking budget (``plan``); None: the level's own.
         temperature, top_p: the request's (None: the effort's own, else the strategy's default).
         """
         from qstar.search.run import run_strategy
 
-        eff = self.efforts[effort]
-        options, knobs = self.options[effort]
+        eff, scorer, options, knobs = self.plan(effort, thinking)
         asked = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
         options = dataclasses.replace(options, **asked)
         meter = RequestPolicy(self.policy, cap=n * max_tokens, deadline=deadline, cancelled=cancelled,
@@ -153,21 +173,29 @@ class Reasoner:
         problem = make_problem(question, self.parsers)
         session = getattr(self.policy, "session", None)
         with session() if callable(session) else contextlib.nullcontext():
-            _, rows = run_strategy(meter, self.scorers[effort], [problem] * n, strategy=eff.strategy,
-                                   budget=eff.budget, options=options, graded=False, **knobs)
+            _, rows = run_strategy(meter, scorer, [problem] * n, strategy=eff.strategy, budget=eff.budget,
+                                   options=options, graded=False, **knobs)
         results = [r for _, r, _ in rows]
         return results, self.usage(results)
 
     def usage(self, results: Sequence[SearchResult]) -> dict:
-        """OpenAI usage from the ledgers: completion = every generated token; of those, the answer lines (and
-        their end token) are the visible content and the rest are reasoning tokens."""
+        """OpenAI usage from the ledgers: completion = every generated token; of those, the chosen answer line (and
+        its end token) is the visible content and the rest are reasoning tokens. ``think`` says how many tokens its
+        chosen chain generated for its answer line (a forced ``Answer: `` is not generated), so for one budgeted
+        chain the reasoning tokens are exactly its thinking."""
         completion = sum(int(r.ledger.generated_tokens) for r in results)
         prompt = sum(int(r.ledger.prompt_tokens) for r in results)
-        content = sum(min(int(r.ledger.generated_tokens), self.count_tokens(ANSWER_PREFIX + r.answer) + 1)
-                      for r in results if r.answer is not None)  # + 1: the end-of-answer token
+        content = sum(min(int(r.ledger.generated_tokens), self._content_tokens(r)) for r in results)
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "completion_tokens_details": {"reasoning_tokens": completion - content},
         }
+
+    def _content_tokens(self, r: SearchResult) -> int:
+        if "answer_tokens" in r.info and "chosen" in r.info:  # think: its answer line, even one that gave no answer
+            return int(r.info["answer_tokens"][r.info["chosen"]])
+        if r.answer is None:
+            return 0
+        return self.count_tokens(ANSWER_PREFIX + r.answer) + 1  # + 1: the end-of-answer token

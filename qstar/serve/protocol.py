@@ -109,7 +109,8 @@ def _text(content, where: str, max_chars: int) -> str:
 
 @dataclass
 class ChatRequest:
-    """A validated chat request. max_tokens: per-choice cap on generated tokens (reasoning + answer)."""
+    """A validated chat request. max_tokens: per-choice cap on generated tokens (reasoning + answer). thinking: the
+    request's ``max_thinking_tokens`` (>= 1, not yet clamped to the model's context), None when unset."""
 
     question: str
     effort: str
@@ -119,6 +120,26 @@ class ChatRequest:
     top_p: float | None
     stream: bool
     include_usage: bool
+    thinking: int | None = None
+
+
+def _thinking(data: dict) -> int | None:
+    """``max_thinking_tokens`` (or vLLM's name for it, ``thinking_token_budget``), checked as
+    ``qstar.search.thinking.thinking_budget`` does; clamping to the model's context is the app's (it knows it)."""
+    from qstar.search.thinking import thinking_budget
+
+    given = [k for k in ("max_thinking_tokens", "thinking_token_budget") if data.get(k) is not None]
+    if not given:
+        return None
+    if len(given) == 2 and data[given[0]] != data[given[1]]:
+        raise _bad("give one of 'max_thinking_tokens' and 'thinking_token_budget' (they are the same setting)",
+                   given[1])
+    value = data[given[0]]
+    try:
+        return thinking_budget(value)[0]
+    except ValueError as e:
+        code = "invalid_type" if isinstance(value, bool) or not isinstance(value, int) else "invalid_value"
+        raise _bad(str(e).replace("max_thinking_tokens", f"'{given[0]}'", 1), given[0], code) from None
 
 
 def parse_chat(data: dict, cfg, *, served: str, efforts) -> ChatRequest:
@@ -157,6 +178,7 @@ def parse_chat(data: dict, cfg, *, served: str, efforts) -> ChatRequest:
     if not isinstance(effort, str) or effort not in efforts:
         raise _bad(f"'reasoning_effort' must be one of {', '.join(efforts)}, got {str(effort)[:40]!r}",
                    "reasoning_effort")
+    thinking = _thinking(data)
     cap = cfg.max_completion_tokens
     max_tokens = _int(data, "max_completion_tokens", lo=1, hi=cap, default=None)
     if max_tokens is None:
@@ -173,6 +195,7 @@ def parse_chat(data: dict, cfg, *, served: str, efforts) -> ChatRequest:
         top_p=_num(data, "top_p", lo=0.0, hi=1.0, lo_open=True),
         stream=_bool(data, "stream"),
         include_usage=_bool(opts or {}, "include_usage"),
+        thinking=thinking,
     )
 
 
