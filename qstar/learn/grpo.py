@@ -5,17 +5,22 @@ model's own batched KV-cache sampler, scores them with the task verifier, turns 
 advantages and takes a PPO-clip step; it writes
 
     DIR/checkpoint/    Hugging Face model directory (stage "grpo", config and metrics in its meta)
-    DIR/summary.json   greedy_accuracy_before/after, train_seconds, updates, reward_curve
+    DIR/summary.json   greedy_accuracy, pass_at_1, pass_at_k and response_length _before/_after, train_seconds,
+                       updates, reward_curve
     DIR/metrics.jsonl  rl/*, train/*, reward/* per update and eval/* points
     DIR/resume/        latest weights + optimizer + step while training; a killed run continues from it
 
 Metrics per update: ``rl/reward_mean``, ``rl/reward_std``, ``reward/<name>`` (each reward's mean),
 ``rl/frac_zero_std`` (groups with all-equal rewards: no signal), ``rl/all_zero_std`` (1: every group, update skipped),
-``rl/groups_kept``, ``rl/response_len`` (tokens, <eos> included), ``rl/truncated_frac``, ``rl/entropy`` and
+``rl/groups_kept``, ``rl/response_len`` (tokens, <eos> included) and ``rl/len_correct``, ``rl/len_incorrect`` (Dr.
+GRPO: see which chains grow), ``rl/checks_per_chain``, ``rl/retries_per_chain``, ``rl/check_precision`` and
+``rl/check_recall`` (cheap checks against the exact verifier; qstar.learn.evaluate.chain_metrics),
+``rl/truncated_frac``, ``rl/entropy`` and
 ``rl/logp_gap`` (|training - sampler| logp) over the learned-from chains, ``rl/clip_frac``, ``rl/clip_high_frac``,
 ``rl/ratio_mean``, ``rl/kl``, ``train/loss``, ``train/grad_norm``, ``time/sample``, ``time/update``, ``seconds``, and
 ``flops``: cumulative training FLOPs of this run (sampling forwards 2N per token, updates 6N per learned-from token,
-reference forwards when beta > 0, causal attention included; qstar.model.perf), also on the eval/* points.
+reference forwards when beta > 0, causal attention included; qstar.model.perf), also on the eval/* points. Eval
+points hold greedy accuracy, sampled pass@1 and pass@k, and the same chain metrics on held-out problems.
 
 How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 - one on-policy update per batch by default, so old_logp = logp.detach() and the ratio is 1 (``epochs`` > 1 reuses
@@ -38,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from qstar.learn.budget import Budget
-from qstar.learn.evaluate import chain_budget, greedy_accuracy
+from qstar.learn.evaluate import chain_budget, chain_metrics, greedy_accuracy, held_out
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
 from qstar.learn.rewards import combine, parse_weights
 from qstar.learn.runs import start_run
@@ -80,8 +85,9 @@ class GRPOConfig:
     """AdamW learning rate, constant after the warm-up."""
     warmup_updates: int = 10
     """Linear lr warm-up: Adam's first steps move every weight by about lr whatever the gradient's size."""
-    loss: str = field(default="grpo", metadata={"choices": sorted(LOSSES)})
-    """Loss: grpo (seq-mean, std-normalised), dr_grpo (length-unbiased, no std), dapo (token-mean; full DAPO adds
+    loss: str = field(default="dr_grpo", metadata={"choices": sorted(LOSSES)})
+    """Loss: dr_grpo (no per-sequence length normalisation, no std: GRPO's length bias lengthens wrong chains, so
+    thinking models default to it), grpo (seq-mean, std-normalised), dapo (token-mean; full DAPO adds
     --clip-eps-high 0.28 --dynamic-sampling)."""
     clip_eps: float = 0.2
     """PPO clip: the ratio may move to 1 - clip_eps (and 1 + clip_eps) before its gradient is cut."""
@@ -104,7 +110,10 @@ class GRPOConfig:
     eval_problems: int = 500
     """Held-out test-split problems for greedy accuracy (0: no evaluation)."""
     eval_every: int = 50
-    """Updates between greedy evaluations (0: only before and after)."""
+    """Updates between held-out evaluations (0: only before and after)."""
+    pass_k: int = 8
+    """Chains sampled (T=1) per held-out problem at each evaluation, for pass@1 and pass@k next to greedy accuracy
+    (RL can raise pass@1 while narrowing pass@k). 0: greedy only."""
     save_every: float = 60.0
     """Seconds of training between resume snapshots (0: after every update)."""
     seed: int = 0
@@ -127,7 +136,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     weights = parse_weights(cfg.rewards)
     model, tok, init_meta = load_model(cfg.init, flag="--init")
     state = {"step": 0, "seconds": 0.0, "flops": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0,
-             "zero_signal": 0}
+             "zero_signal": 0, "before": {}}
     resuming = cfg.resume and (resume_dir / "config.json").exists()
     model, state, opt_state = _restore(resume_dir, model.cfg, state, cfg) if resuming else (model, state, None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -136,22 +145,27 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     ref = load_model(cfg.init, flag="--init")[0].requires_grad_(False) if cfg.beta > 0 else None
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test") if cfg.eval_problems else []
     probe = eval_problems or task.generate(64, seed=cfg.seed, split="test")
-    max_new = cfg.max_completion_tokens or chain_budget(task, probe)
+    corpus = (init_meta.get("config") or {}).get("corpus", "")  # chains with retries are longer than the reference
+    max_new = cfg.max_completion_tokens or chain_budget(task, probe, corpus)
     loss_fn, adv_fn = LOSSES[cfg.loss], ADVANTAGES[cfg.loss]
     loss_cfg = LossConfig(clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, max_len=max_new)
     P, G = cfg.problems_per_batch, cfg.group_size
 
-    def evaluate(step: int, seconds: float) -> float | None:
+    def evaluate(step: int, seconds: float) -> dict:
         if not eval_problems:
-            return None
-        acc = greedy_accuracy(ModelPolicy(model, tok), eval_problems, max_tokens=max_new)
+            return {}
+        policy = ModelPolicy(model, tok, seed=cfg.seed)
+        res = held_out(policy, eval_problems, max_tokens=max_new, k=cfg.pass_k) if cfg.pass_k else {
+            "greedy_accuracy": greedy_accuracy(policy, eval_problems, max_tokens=max_new)}
         append_jsonl(metrics_path, {"stage": "grpo", "step": step, "seconds": seconds, "flops": state["flops"],
-                                    "eval/greedy_accuracy": acc, "eval/problems": len(eval_problems)})
-        print(f"step {step}: greedy accuracy {acc:.3f} on {len(eval_problems)} held-out problems", file=sys.stderr)
-        return acc
+                                    **{f"eval/{k}": v for k, v in res.items()}, "eval/problems": len(eval_problems)})
+        print(f"step {step}: greedy accuracy {res['greedy_accuracy']:.3f} on {len(eval_problems)} held-out problems",
+              file=sys.stderr)
+        return res
 
     if state["acc_before"] is None:
-        state["acc_before"] = evaluate(0, 0.0)
+        state["before"] = evaluate(0, 0.0)
+        state["acc_before"] = state["before"].get("greedy_accuracy")
     marks = {"eval": state["step"], "save": state["seconds"]}
     budget = Budget.of(cfg.max_updates, cfg.seconds)
     by = "step" if budget.steps else "seconds"  # the progress bar follows the budget, not the cap
@@ -177,7 +191,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         has_signal = r.view(P, G).std(dim=1) > 0
         m = {"stage": "grpo", "step": step + 1, "rl/reward_mean": r.mean().item(), "rl/reward_std": r.std().item(),
              "rl/frac_zero_std": 1.0 - has_signal.float().mean().item(),
-             "rl/response_len": sum(len(s.tokens) for s in flat) / len(flat),
+             **{f"rl/{k}": v for k, v in chain_metrics([p for p in problems for _ in range(G)], texts,
+                                                        [len(s.tokens) for s in flat]).items()},
              "rl/truncated_frac": sum(s.finish == "length" for s in flat) / len(flat),
              **{f"reward/{k}": sum(v) / len(v) for k, v in parts.items()}}
         # 4) dynamic sampling (DAPO): keep only groups with mixed outcomes
@@ -222,10 +237,14 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             _snapshot(resume_dir, model, tok, opt, state, cfg)
     bar.close()
     # 7) final evaluation, checkpoint, summary
-    acc_after = evaluate(state["step"], state["seconds"])
+    after, before = evaluate(state["step"], state["seconds"]), state["before"]
+    k = f"pass@{cfg.pass_k}"
     summary = {
         "stage": "grpo", "task": cfg.task, "init": cfg.init, "loss": cfg.loss,
-        "greedy_accuracy_before": state["acc_before"], "greedy_accuracy_after": acc_after,
+        "greedy_accuracy_before": state["acc_before"], "greedy_accuracy_after": after.get("greedy_accuracy"),
+        "pass_at_1_before": before.get("pass@1"), "pass_at_1_after": after.get("pass@1"), "pass_k": cfg.pass_k,
+        "pass_at_k_before": before.get(k), "pass_at_k_after": after.get(k),
+        "response_length_before": before.get("response_len"), "response_length_after": after.get("response_len"),
         "eval_problems": len(eval_problems), "train_seconds": state["seconds"], "updates": state["step"],
         "train_flops": state["flops"],
         "cut_short": budget.cut_short(state["step"]),

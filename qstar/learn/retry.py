@@ -1,4 +1,9 @@
-"""Training chains that teach a model to check its steps, catch a mistake and retry (Physics of LMs 2.2).
+"""The thinking corpus: short and long demonstrations, checks, caught mistakes and retries (Physics of LMs 2.2,
+Tsilivis et al. 2025), in the grammar of ``qstar.tasks.thinking``.
+
+``corpus(task, "short=0.7,long=0.3")`` is an endless ``rng -> (question, chain)`` source for ``qstar.learn.sft.fit``
+whose mixture ratios are knobs (``SFTConfig.corpus``). Short chains answer at once; long ones think first. Next-token
+training on such a mixture teaches both modes, and RL afterwards can move the model to the mode that pays.
 
 A check line re-derives one step and compares it with what was written: ``Check: <recomputed step> ok`` or
 ``Check: <recomputed step> wrong``. A failed check is followed by the corrected step and the rest of the correct
@@ -9,6 +14,10 @@ chain, so the chain still ends in a verified answer. Kinds (each ``f(task, probl
   all ok, then the answer: what budget forcing ("Wait") and the sequential strategy's "check" mode trigger.
 - ``wait_fix``: a chain with a propagated mistake, then the re-check pass finds it, corrects it and finishes.
 - ``backtrack``: Countdown search traces with dead ends and "back left ..." undo lines (``search_trace``).
+- ``short``: the answer line alone (no thinking); ``long``: the task's reference chain.
+- ``checked``: the reference chain, then a check of its answer by the task's cheap method (``Task.cheap_check``).
+- ``check_retry``: an attempt with a slipped step, a cheap check of its answer that fails, ``Retry``, the reference
+  attempt, a check that passes, the answer.
 
 The first answer line of a re-checked chain is left out: budget forcing suppresses it at test time.
 ``retry_examples`` is an endless ``rng -> (question, chain)`` source for ``qstar.learn.sft.fit``; ``mixed`` blends
@@ -22,9 +31,10 @@ from collections.abc import Callable, Sequence
 
 from qstar.tasks.base import Problem, Task
 from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP, render_chain
+from qstar.tasks.thinking import RETRY_STEP, cheap_check_line
 
-__all__ = ["check_line", "retry_chain", "recheck_chain", "backtrack_chain", "RETRY_KINDS", "retry_examples",
-           "mixed", "parse_check"]
+__all__ = ["check_line", "retry_chain", "recheck_chain", "backtrack_chain", "RETRY_KINDS", "CORPUS_KINDS",
+           "retry_examples", "corpus", "parse_mix", "mixed", "parse_check"]
 
 Example = tuple[str, str]
 Source = Sequence[Example] | Callable[[random.Random], Example]
@@ -89,6 +99,28 @@ def backtrack_chain(task: Task, problem: Problem, rng: random.Random, *, max_ste
     return countdown.search_trace(problem, rng, max_steps=max_steps)
 
 
+def _checked(task: Task, problem: Problem, candidate: str) -> str:
+    line = cheap_check_line(task, problem, candidate)
+    if line is None:
+        raise ValueError(f"{task.name} has no cheap answer check")
+    return line
+
+
+def checked_chain(task: Task, problem: Problem, rng: random.Random) -> str:
+    """The reference chain, a cheap check of its answer, the answer."""
+    return render_chain(task.steps(problem) + [_checked(task, problem, problem.answer)], problem.answer)
+
+
+def check_retry_chain(task: Task, problem: Problem, rng: random.Random) -> str:
+    """A slipped attempt whose answer fails the cheap check, ``Retry``, the reference attempt, a passing check."""
+    ref, bad, _ = _slip(task, problem, rng)
+    wrong = task.implied_answer(problem, bad)
+    if wrong is None or task.accepts(problem, wrong):
+        raise ValueError(f"{task.name}: the slip left no wrong answer to catch")
+    return render_chain(bad + [_checked(task, problem, wrong), RETRY_STEP] + ref + [_checked(task, problem,
+                        problem.answer)], problem.answer)
+
+
 #: kind -> f(task, problem, rng) -> chain text
 RETRY_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
     "retry": retry_chain,
@@ -96,11 +128,59 @@ RETRY_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
     "wait_fix": lambda t, p, r: recheck_chain(t, p, r, wrong=True),
     "backtrack": backtrack_chain,
 }
+#: every kind the corpus mixes: the retry kinds plus short and long demonstrations and cheap-check kinds
+CORPUS_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
+    "short": lambda t, p, r: render_chain([], p.answer),
+    "long": lambda t, p, r: t.reference(p),
+    "checked": checked_chain,
+    "check_retry": check_retry_chain,
+    **RETRY_KINDS,
+}
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """``"short=0.7,long=0.3"`` -> {"short": 0.7, "long": 0.3}; ValueError for an unknown kind or a bad weight."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (s.strip() for s in str(spec).split(","))):
+        kind, _, weight = part.partition("=")
+        if kind.strip() not in CORPUS_KINDS:
+            raise ValueError(f"unknown corpus kind {kind.strip()!r}; choose from {', '.join(CORPUS_KINDS)}")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise ValueError(f"corpus weight of {kind.strip()!r} must be a number, got {weight!r}") from None
+        if not w >= 0:
+            raise ValueError(f"corpus weight of {kind.strip()!r} must be >= 0, got {weight!r}")
+        mix[kind.strip()] = w
+    if not mix or sum(mix.values()) <= 0:
+        raise ValueError(f"corpus mixture {spec!r} has no positive weight; e.g. 'short=0.7,long=0.3'")
+    return mix
+
+
+def corpus(task: Task, spec: str | dict[str, float], *, seed: int = 0, split: str = "train",
+           max_chars: int = 480) -> Callable[[random.Random], Example]:
+    """Endless source ``rng -> (question, chain)`` mixing ``CORPUS_KINDS`` by weight (a spec string or a dict)."""
+    mix = parse_mix(spec) if isinstance(spec, str) else spec
+    probe = task.generate(64, seed=seed, split=split)
+    for kind in (k for k, w in mix.items() if w > 0):  # a kind the task cannot make would silently skew the mixture
+        errors = []
+        for p in probe:
+            try:
+                CORPUS_KINDS[kind](task, p, random.Random(0))
+                break
+            except (ValueError, NotImplementedError) as e:
+                errors.append(str(e))
+        else:
+            raise ValueError(f"{task.name} cannot make {kind!r} chains ({errors[-1] if errors else 'no problems'})")
+    return retry_examples(task, kinds=[k for k, w in mix.items() if w > 0],
+                          weights=[w for w in mix.values() if w > 0], seed=seed, split=split, max_chars=max_chars)
 
 
 def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "wait_fix"), seed: int = 0,
-                   split: str = "train", max_chars: int = 480) -> Callable[[random.Random], Example]:
-    """Endless source ``rng -> (question, chain)``: a fresh ``split`` problem and a kind drawn uniformly.
+                   split: str = "train", max_chars: int = 480,
+                   weights: Sequence[float] | None = None) -> Callable[[random.Random], Example]:
+    """Endless source ``rng -> (question, chain)``: a fresh ``split`` problem and a kind drawn by ``weights``
+    (uniformly by default) from ``CORPUS_KINDS``.
 
     Examples longer than ``max_chars`` characters (question + chain; one token each) are skipped so they fit a
     model's context (512 tokens for the presets).
@@ -108,9 +188,10 @@ def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "w
     Problems a kind cannot handle (e.g. a Countdown gold answer with fractions) are skipped; ValueError when
     none of the first 64 problems works (the task has no ``corrupt``/``steps``, or the kind does not apply).
     """
-    unknown = [k for k in kinds if k not in RETRY_KINDS]
+    unknown = [k for k in kinds if k not in CORPUS_KINDS]
     if unknown or not kinds:
-        raise ValueError(f"unknown retry kinds {unknown or kinds}; choose from {', '.join(RETRY_KINDS)}")
+        raise ValueError(f"unknown corpus kinds {unknown or kinds}; choose from {', '.join(CORPUS_KINDS)}")
+    kinds = list(kinds)
     buf: list[Problem] = []
     state = {"seed": seed * 7919 + 17, "fails": 0, "ok": 0}
 
@@ -119,9 +200,10 @@ def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "w
             if not buf:
                 state["seed"] += 1
                 buf.extend(task.generate(256, seed=state["seed"], split=split))
-            p, kind = buf.pop(), rng.choice(list(kinds))
+            p = buf.pop()
+            kind = rng.choice(kinds) if weights is None else rng.choices(kinds, weights=weights)[0]
             try:
-                chain = RETRY_KINDS[kind](task, p, rng)
+                chain = CORPUS_KINDS[kind](task, p, rng)
                 if len(p.question) + len(chain) + 3 > max_chars:
                     raise ValueError(f"longer than max_chars={max_chars}")
             except (ValueError, NotImplementedError) as e:

@@ -64,6 +64,9 @@ class SFTConfig:
     """Run directory: checkpoint/, summary.json, metrics.jsonl, resume/."""
     init: str = ""
     """Start from this checkpoint (run dir or HF dir) instead of a fresh model."""
+    corpus: str = ""
+    """Thinking corpus mixture, e.g. 'short=0.7,long=0.3' (kinds: qstar.learn.retry.CORPUS_KINDS: short answers,
+    long reference chains, cheap checks, caught mistakes and retries). Empty: the task's reference chains only."""
     preset: str = "small"
     """Model size preset for a fresh model (tiny, small, base)."""
     max_steps: int = 1000
@@ -306,10 +309,10 @@ def train_sft(cfg: SFTConfig) -> dict:
 
     # 2) held-out problems: the test split never shares a key with the train split the stream draws from
     eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
-    max_tokens = chain_budget(task, eval_problems)
+    max_tokens = chain_budget(task, eval_problems, cfg.corpus)
     pool_seed = [cfg.seed * 7919 + state["step"]]
 
-    def draw(rng: random.Random) -> Example:
+    def reference(rng: random.Random) -> Example:
         # Problems come in chunks from the task generator (deduped, train split only).
         if not draw.buf:  # type: ignore[attr-defined]
             pool_seed[0] += 1
@@ -317,7 +320,12 @@ def train_sft(cfg: SFTConfig) -> dict:
         p = draw.buf.pop()  # type: ignore[attr-defined]
         return p.question, task.reference(p)
 
+    draw = reference
     draw.buf = []  # type: ignore[attr-defined]
+    if cfg.corpus:
+        from qstar.learn.retry import corpus
+
+        draw = corpus(task, cfg.corpus, seed=cfg.seed * 7919 + state["step"])
     metrics_path = out / "metrics.jsonl"
     marks = {"eval": state["step"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
     pending_steps = sorted(n for n in cfg.eval_at_steps if n > state["step"])
