@@ -156,7 +156,8 @@ def test_nan_loss_is_skipped_and_never_saved(tiny_checkpoint, tmp_path, monkeypa
         return logp.sum() * float("nan"), {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 1.0}
 
     monkeypatch.setitem(LOSSES, "grpo", nan_loss)
-    summary = train_grpo(GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=2, **TOY))
+    summary = train_grpo(GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "run"), max_updates=2, loss="grpo",
+                                    **TOY))
     assert "non-finite" in capsys.readouterr().err
     assert summary["skipped_updates"] == 2
     assert same(weights(tiny_checkpoint), weights(tmp_path / "run" / "checkpoint"))

@@ -14,7 +14,9 @@ from qstar.lab import stages
 from qstar.lab.demo import DemoConfig, prepare, resolve, run_demo
 from qstar.lab.metrics import append_records, read_metrics
 
-SUMMARY_KEYS = {"wall_seconds", "train_curve", "test_curves", "efficiency_vs_best_of_n", "checkpoint"}
+SUMMARY_KEYS = {"wall_seconds", "train_curve", "test_curves", "efficiency_vs_best_of_n", "checkpoint", "rl_span",
+                "rl_span_ci_low", "rl_span_ci_high", "thinking_span", "thinking_span_ci_low", "thinking_span_ci_high",
+                "response_length_before", "response_length_after", "seeds"}
 
 
 def fake_checkpoint(path: Path) -> str:
@@ -40,7 +42,7 @@ class FakeStages:
                 return fn(ctx)
             return run
         fns = {"data": self.data, "sft": self.sft, "prm": self.prm, "rl": self.rl, "sweep": self.sweep,
-               "report": stages.stage_report}
+               "report": self.report}
         return {name: wrap(name, fn) for name, fn in fns.items()}
 
     def data(self, ctx):
@@ -63,15 +65,27 @@ class FakeStages:
         return {"checkpoint": fake_checkpoint(ctx.dir("prm") / "checkpoint"), "eval/auc": 0.7}
 
     def rl(self, ctx):
-        out = ctx.dir("rl")
-        rows = [{"stage": "grpo", "step": 0, "flops": 0.0, "eval/greedy_accuracy": 0.5, "eval/problems": 20},
-                {"stage": "grpo", "step": 1, "flops": 1e6, "rl/response_len": 15.0},
-                {"stage": "grpo", "step": 2, "flops": 3e6, "rl/response_len": 15.0},
-                {"stage": "grpo", "step": 2, "flops": 3e6, "eval/greedy_accuracy": 0.75, "eval/problems": 20}]
-        (out / "metrics.jsonl").parent.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return {"checkpoint": fake_checkpoint(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
-                "problems_per_batch": 2, "group_size": 2}
+        runs = []
+        for seed, after in ((0, 0.75), (1, 0.8)):
+            out = ctx.dir("rl") / f"seed{seed}"
+            rows = [{"stage": "grpo", "step": 0, "flops": 0.0, "eval/greedy_accuracy": 0.5, "eval/problems": 20,
+                     "eval/len_correct": 5.0, "eval/len_incorrect": 4.0},
+                    {"stage": "grpo", "step": 1, "flops": 1e6, "rl/response_len": 15.0},
+                    {"stage": "grpo", "step": 2, "flops": 3e6, "rl/response_len": 15.0},
+                    {"stage": "grpo", "step": 2, "flops": 3e6, "eval/greedy_accuracy": after, "eval/problems": 20,
+                     "eval/len_correct": 15.0, "eval/len_incorrect": 4.0}]
+            (out / "metrics.jsonl").parent.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            runs.append({"seed": seed, "checkpoint": fake_checkpoint(out / "checkpoint"),
+                         "metrics": str(out / "metrics.jsonl"), "response_length_before": 5.0,
+                         "response_length_after": 15.0})
+        return {"checkpoint": runs[0]["checkpoint"], "runs": runs, "problems_per_batch": 2, "group_size": 2}
+
+    def report(self, ctx):
+        from unittest import mock
+
+        with mock.patch("qstar.lab.spans.example_chains", lambda *a, **k: []):  # fake checkpoints cannot sample
+            return stages.stage_report(ctx)
 
     def sweep(self, ctx):
         path = ctx.dir("sweep") / "metrics.jsonl"
@@ -83,8 +97,12 @@ class FakeStages:
                                  "strategy": strategy, "budget": budget, "seed": seed, "problems": list("abcd"),
                                  "outcomes": [1] * correct + [0] * (4 - correct), "tokens": [10 * budget] * 4,
                                  "flops": [1.0] * 4})
+        for budget, correct in ((0, 2), (16, 4)):  # one thinking chain: chance at budget 0, all right at 16
+            recs.append({"kind": "test", "key": f"think{budget}", "model": "rl", "strategy": "think", "budget": budget,
+                         "seed": 0, "problems": list("abcd"), "outcomes": [1] * correct + [0] * (4 - correct),
+                         "tokens": [2 + budget] * 4, "flops": [1.0] * 4})
         append_records(path, recs)
-        return {"metrics": str(path)}
+        return {"metrics": [str(path)]}
 
 
 def config(tmp_path, **kw) -> DemoConfig:
@@ -93,7 +111,7 @@ def config(tmp_path, **kw) -> DemoConfig:
 
 def test_quick_overrides_only_defaults_and_validation():
     cfg = resolve(DemoConfig(quick=True, sft_seconds=20.0))
-    assert cfg.sft_seconds == 20.0 and cfg.preset == "tiny" and cfg.budgets == [1, 2, 4] and cfg.sft_steps == 40
+    assert cfg.sft_seconds == 20.0 and cfg.preset == "tiny" and cfg.budgets == [1, 2] and cfg.sft_steps == 40
     with pytest.raises(ValueError, match="unknown strategies \\['nope'\\]"):
         resolve(DemoConfig(strategies=["nope"]))
     with pytest.raises(ValueError, match="sft_seconds must be > 0"):
@@ -105,7 +123,7 @@ def test_quick_overrides_only_defaults_and_validation():
 def test_the_reward_model_to_train_comes_from_every_scorer_the_sweep_uses():
     from qstar.lab.stages import learned_kinds
 
-    assert learned_kinds(DemoConfig()) == {"prm"}  # checker+prm, plus best_of_n@prm
+    assert learned_kinds(DemoConfig()) == {"prm"}  # prm, plus best_of_n@prm
     assert learned_kinds(DemoConfig(scorer="checker", strategies=["beam", "best_of_n@prm"])) == {"prm"}
     assert learned_kinds(DemoConfig(scorer="checker", strategies=["beam", "best_of_n@oracle"])) == set()
     with pytest.raises(ValueError, match="one reward model, but its scorers want orm and prm"):
@@ -142,12 +160,20 @@ def test_resume_after_interruption_skips_finished_stages(tmp_path, monkeypatch):
     assert {p.parent.name for p in run.glob("stages/*/DONE.json")} == {"data", "sft", "prm"}
     summary = run_demo(cfg)
     assert fake.calls[4:] == ["rl", "sweep", "report"]  # data, sft and prm were not redone
-    assert SUMMARY_KEYS <= set(summary) and summary["checkpoint"].endswith("stages/rl/checkpoint")
-    assert json.loads((run / "summary.json").read_text())["efficiency_vs_best_of_n"] is None  # nobody beats bon
-    # train curve: SFT eval points, then RL's own logged FLOPs on top of SFT's final 2e9
+    assert SUMMARY_KEYS <= set(summary) and summary["checkpoint"].endswith("stages/rl/seed0/checkpoint")
+    # one thinking chain reaches best-of-N's top 75% (40 tokens) at 6 tokens (2 -> 18 tokens, 50% -> 100%, log-linear)
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["efficiency"]["strategy"] == "think" and saved["efficiency_vs_best_of_n"] == pytest.approx(40 / 6)
+    # train curve: SFT eval points, then each RL seed's own logged FLOPs on top of SFT's final 2e9
     curve = summary["train_curve"]
-    assert [(p["stage"], p["flops"], p["accuracy"]) for p in curve] == [
-        ("sft", 1e9, 0.25), ("sft", 2e9, 0.5), ("rl", 2e9 + 3e6, 0.75)]
+    assert sorted((p["stage"], p["flops"], p["accuracy"]) for p in curve) == [
+        ("rl", 2e9, 0.5), ("rl", 2e9, 0.5), ("rl", 2e9 + 3e6, 0.75), ("rl", 2e9 + 3e6, 0.8), ("sft", 1e9, 0.25),
+        ("sft", 2e9, 0.5)]
+    # RL span: seeds pooled, 20 problems each: (15 + 16) / 40 - 20 / 40; thinking span: 4/4 - 2/4
+    assert summary["rl_span"] == pytest.approx(31 / 40 - 0.5) and summary["seeds"] == [0, 1]
+    assert summary["thinking_span"] == pytest.approx(0.5) and summary["thinking_span_ci_low"] >= 0
+    assert (summary["response_length_before"], summary["response_length_after"]) == (5.0, 15.0)
+    assert summary["rl_span_met"] is False  # 20 problems: the intervals of before and after overlap
     assert set(curve[0]) == {"flops", "accuracy", "ci_low", "ci_high", "stage"}
     assert [p["accuracy"] for p in summary["test_curves"]["best_of_n"]] == [0.25, 0.5, 0.75]
     assert "majority is flat" in " ".join(summary["verdicts"])

@@ -107,7 +107,7 @@ def test_retry_examples_and_mixing():
     assert {mixed(base, extra, 1.0)(rng)[0] for _ in range(50)} == {"x"}
     frac = sum(mixed(base, extra, 0.3)(rng)[0] == "x" for _ in range(2000)) / 2000
     assert 0.25 < frac < 0.35
-    with pytest.raises(ValueError, match="unknown retry kinds"):
+    with pytest.raises(ValueError, match="unknown corpus kinds"):
         retry_examples(task, kinds=("nope",))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         mixed(base, extra, 1.5)
@@ -123,3 +123,46 @@ def test_parse_check_never_raises():
     for junk in ["", "Check:", "Check: maybe", "hello ok", None, "Check:  ok"]:
         r = parse_check(junk)
         assert r is None or isinstance(r, tuple)
+
+
+def test_corpus_mixes_short_long_and_checked_retries_by_weight():
+    from qstar.learn.retry import corpus, parse_mix
+    from qstar.tasks.thinking import parse_thinking
+
+    task = get_task("mult")
+    src, rng = corpus(task, "short=0.6,long=0.2,check_retry=0.2"), random.Random(0)
+    chains = [src(rng)[1] for _ in range(400)]
+    short = sum(split_chain(c)[0] == [] for c in chains) / len(chains)
+    assert 0.5 < short < 0.7
+    retried = [c for c in chains if "Retry" in c]
+    assert 0.12 < len(retried) / len(chains) < 0.28
+    for c in retried:  # a failed cheap check of a wrong candidate, Retry, a passing check of the gold answer
+        lines, answer = parse_thinking(c)
+        checks = [x for x in lines if x.kind == "check"]
+        assert [x.ok for x in checks] == [False, True] and checks[1].candidate == answer
+        assert [x.kind for x in lines].index("retry") == [x.kind for x in lines].index("check") + 1
+    assert parse_mix("short=1, long=0") == {"short": 1.0, "long": 0.0}
+    for bad, match in (("nope=1", "unknown corpus kind"), ("short=x", "number"), ("short=-1", ">= 0"),
+                       ("short=0", "no positive weight"), ("", "no positive weight")):
+        with pytest.raises(ValueError, match=match):
+            parse_mix(bad)
+    with pytest.raises(ValueError, match="cannot make 'checked'"):  # parity has no cheap check
+        corpus(get_task("parity"), "short=1,checked=1")
+
+
+def test_chain_metrics_count_lengths_checks_and_their_precision_and_recall():
+    from qstar.learn.evaluate import chain_metrics
+    from qstar.learn.retry import check_retry_chain, checked_chain
+
+    task = get_task("mult")
+    p = task.generate(1, seed=3, split="test")[0]
+    right, retried = checked_chain(task, p, random.Random(0)), check_retry_chain(task, p, random.Random(0))
+    wrong = right.replace(f"Answer: {p.answer}", "Answer: 1")
+    m = chain_metrics([p] * 3, [right, retried, wrong], [10, 30, 20])
+    assert (m["len_correct"], m["len_incorrect"], m["response_len"]) == (20.0, 20.0, 20.0)
+    assert m["checks_per_chain"] == (1 + 2 + 1) / 3 and m["retries_per_chain"] == 1 / 3
+    # the retried chain's failed check caught a wrong candidate; every passing check was of the gold answer
+    assert (m["check_precision"], m["check_recall"]) == (1.0, 1.0)
+    lying = right.replace(" ok\n", " wrong\n")  # a check that rejects the right answer: a false alarm
+    m = chain_metrics([p], [lying], [5])
+    assert m["check_precision"] == 0.0 and m["check_recall"] is None and m["len_incorrect"] is None

@@ -40,7 +40,7 @@ CLI_SMOKE = {
 #: the test of each script in benchmarks/ (bench_common.py is their shared helper module, not a script)
 SCRIPT_SMOKE = {name: f"test_bench_{name}" for name in
                 ("sampler", "serve_load", "optimizers", "prm", "retry", "countdown_ei", "grpo", "search",
-                 "grpo_vs_trl")}
+                 "grpo_vs_trl", "thinking")}
 
 
 def json_lines(text: str) -> list[dict]:
@@ -446,3 +446,13 @@ def test_bench_grpo_vs_trl(sft_run, tmp_path, monkeypatch):
     q = module.run_qstar(b, str(sft_run[0] / "checkpoint"), 32, tmp_path / "qstar")
     assert len(q["times"]) == len(q["computed"]) == 1 and q["times"][0] > 0 and not q["cut_short"]
     assert 0 <= q["reward_mean"] <= 1
+
+
+def test_bench_thinking(tmp_path, capsys):
+    final = bench("thinking").main(["--quick", "--out", str(tmp_path / "run")])
+    rows = json_lines(capsys.readouterr().out)
+    assert rows[-1] == final and final["seeds"] == [0, 1] and final["quick"] is True
+    targets = {r["target"]: r for r in rows if r["row"] == "target"}
+    assert set(targets) == {"rl_span", "thinking_span"} and all(isinstance(t["met"], bool) for t in targets.values())
+    assert {r["thinking_budget"] for r in rows if r["row"] == "think"} == {0, 16, 64}
+    assert [r["seed"] for r in rows if r["row"] == "rl"] == [0, 1]

@@ -40,14 +40,17 @@ def bootstrap_ci(per_problem: list[float], *, resamples: int = 2000, seed: int =
 
 
 def train_curve(records: list[dict]) -> list[dict]:
-    """Train records as chart points sorted by FLOPs: {flops, accuracy, ci_low, ci_high, stage, step, n}."""
+    """Train records as chart points sorted by FLOPs: {flops, accuracy, ci_low, ci_high, stage, step, n, correct},
+    plus an RL point's seed, rl_flops and held-out chain lengths where recorded."""
     points = []
     for r in records:
         if r["kind"] != "train":
             continue
         lo, hi = wilson(r["correct"], r["n"])
         points.append({"flops": float(r["flops"]), "accuracy": r["correct"] / r["n"], "ci_low": lo, "ci_high": hi,
-                       "stage": r["stage"], "step": r["step"], "n": r["n"]})
+                       "stage": r["stage"], "step": r["step"], "n": r["n"], "correct": r["correct"],
+                       **{k: r[k] for k in ("seed", "rl_flops", "len_correct", "len_incorrect", "response_len")
+                          if k in r}})
     return sorted(points, key=lambda p: (p["flops"], p["step"]))
 
 
@@ -81,6 +84,8 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
         per_problem = [sum(v) / len(v) for v in by_problem.values()]
         lo, hi = bootstrap_ci(per_problem, resamples=resamples, seed=len(curves))
         label = strategy_label(strategy, model=model if len(models) > 1 else None, oracle=oracle)
+        if "checker" in (rs[0].get("scorer") or "") and not oracle:  # recomputes some answers from the question
+            label += " (ceiling)"
         curves[label].append({
             "strategy": strategy, "model": model, "oracle": oracle, "budget": budget,
             "tokens_per_problem": sum(tokens) / len(tokens), "flops_per_problem": sum(flops) / len(flops),

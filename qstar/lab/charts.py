@@ -64,7 +64,7 @@ def test_chart(curves: dict[str, list[dict]], *, title: str = "Test-time compute
     for i, (label, pts) in enumerate(curves.items()):
         x = [p["tokens_per_problem"] for p in pts]
         color = f"C{i % 10}"
-        style = "--" if pts[0]["oracle"] else "-"
+        style = "--" if pts[0]["oracle"] or label.endswith("(ceiling)") else "-"  # ceilings, not results
         ax.fill_between(x, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts], color=color,
                         alpha=0.12, linewidth=0)
         ax.plot(x, [100 * p["accuracy"] for p in pts], "o" + style, color=color, label=label, markersize=4)
@@ -80,4 +80,45 @@ def test_chart(curves: dict[str, list[dict]], *, title: str = "Test-time compute
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
+    return _png(fig)
+
+
+def rl_chart(points: list[dict], *, title: str = "Train-time compute: RL") -> bytes:
+    """Chart 1 as o1 draws it: held-out greedy pass@1 against RL training FLOPs (log x), one line per RL seed with
+    Wilson 95% bands and the SFT base (each seed's own step-0 evaluation) dashed; below, the mean length of correct
+    and of incorrect held-out chains (Dr. GRPO: which chains carry the growth)."""
+    fig, (ax, lx) = plt.subplots(2, 1, figsize=(6.4, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    rl = [p for p in points if p["stage"] == "rl"]
+    seeds = sorted({p.get("seed", 0) for p in rl})
+    if not any(p.get("rl_flops", 0) > 0 for p in rl):
+        _empty(ax, "no RL evaluations with training FLOPs > 0")
+    for i, seed in enumerate(seeds):
+        pts = sorted((p for p in rl if p.get("seed", 0) == seed), key=lambda p: p["step"])
+        color, base = f"C{i}", pts[0]
+        ax.axhline(100 * base["accuracy"], color=color, linestyle="--", linewidth=1,
+                   label=f"SFT base (seed {seed}): {100 * base['accuracy']:.1f}%")
+        ax.axhspan(100 * base["ci_low"], 100 * base["ci_high"], color=color, alpha=0.06, linewidth=0)
+        pts = [p for p in pts if p.get("rl_flops", 0) > 0]
+        x = [p["rl_flops"] for p in pts]
+        ax.fill_between(x, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts], color=color,
+                        alpha=0.15, linewidth=0)
+        ax.plot(x, [100 * p["accuracy"] for p in pts], "o-", color=color, label=f"RL seed {seed}", markersize=4)
+        for key, style, name in (("len_correct", "o-", "correct"), ("len_incorrect", "x--", "incorrect")):
+            if base.get(key) is not None:
+                lx.axhline(base[key], color=color, linestyle=":" if name == "correct" else "-.", linewidth=0.8)
+            got = [(p["rl_flops"], p[key]) for p in pts if p.get(key) is not None]
+            if got:
+                lx.plot(*zip(*got), style, color=color, markersize=4, label=f"{name} chains, seed {seed}")
+    if seeds:
+        ax.set_xscale("log")
+        ax.legend(loc="lower right", frameon=False, fontsize=8)
+        if lx.get_legend_handles_labels()[0]:
+            lx.legend(loc="upper left", frameon=False, fontsize=7, ncol=2)
+    ax.set_ylabel("greedy pass@1, held-out (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    lx.set_xlabel("RL training compute (FLOPs, log scale); dotted: the SFT base")
+    lx.set_ylabel("tokens per chain")
+    lx.grid(True, which="major", alpha=0.3)
     return _png(fig)

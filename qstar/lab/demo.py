@@ -1,7 +1,12 @@
-"""`qstar demo --out DIR`: reproduce both o1 scaling charts from scratch with one command.
+"""`qstar demo --out DIR`: reproduce both o1 scaling charts from scratch with one command, by o1's own mechanism.
 
-data (held-out split of the task mixture) -> SFT a tiny reasoner -> train a PRM -> GRPO -> sweep test-time
-strategies x budgets x seeds -> DIR/report.html, DIR/metrics.jsonl, the chart PNGs and DIR/summary.json.
+data (held-out problems) -> SFT a tiny reasoner on a thinking corpus of short (answer-only) and long (thinking)
+demonstrations -> train a PRM -> GRPO from the SFT base on 2 seeds -> sweep the thinking budget of one chain and
+parallel strategies at equal tokens -> DIR/report.html, DIR/metrics.jsonl, the chart PNGs and DIR/summary.json.
+
+Chart 1 is held-out pass@1 against RL training FLOPs (RL teaches the model to think: its chains lengthen); chart 2
+is accuracy against thinking tokens per problem (the model's own thinking under a growing budget, next to majority
+voting and best-of-N with the learned PRM at equal tokens).
 
 Re-running continues after the last finished stage (DIR/stages/<stage>/DONE.json holds its outputs); a stage that
 re-runs invalidates every later one. DIR/lab.json pins the configuration: a run dir of a different configuration is
@@ -38,40 +43,49 @@ class DemoConfig:
     """Toy sizes (< 1 minute end to end): replaces every size field still at its default by QUICK's value."""
     force: bool = False
     """Start over: remove the demo's files in --out instead of refusing a run of another configuration."""
-    task: str = "mixture"
-    """Task (mixture = mult, countdown, ages, letters, decimals, cipher) for training and held-out evaluation."""
-    preset: str = "tiny"
-    """Model size preset of the reasoner (tiny, small, base). tiny makes twice the SFT updates of small in the same
-    time and learned the mixture at least as fast in 300 s (LOG.md); its sampling is cheaper for RL and the sweep."""
+    task: str = "parity"
+    """Task for training and held-out evaluation (see `qstar tasks`). Parity: answering at once is chance, thinking
+    (a running parity) is learnt in minutes, so whether the model thinks decides its accuracy (LOG.md)."""
+    preset: str = "small"
+    """Model size preset of the reasoner (tiny, small, base). tiny learnt the parity corpus's long chains too
+    poorly in 800 updates for RL to have anything to amplify (LOG.md)."""
     seed: int = 0
     """Seed of the model init, the data streams and the held-out problem set."""
     eval_problems: int = 200
     """Held-out problems for every pass@1 evaluation (chart 1)."""
-    sft_steps: int = 2000
-    """SFT updates. The mixture's held-out pass@1 jumps between 1200 and 2000 updates (LOG.md), so the budget is
-    counted in updates: every machine trains the same model."""
+    sft_steps: int = 800
+    """SFT updates, counted in updates so every machine trains the same model."""
+    sft_corpus: str = "short=0.5,long=0.5"
+    """SFT's thinking corpus (qstar.learn.retry.CORPUS_KINDS by weight): short demonstrations answer at once, long
+    ones think first. The model learns both and mostly answers at once; RL then finds that thinking pays."""
     sft_seconds: float = 3600.0
     """SFT time cap (seconds, evaluations excluded): a safety net for a stalled machine. A run it stops is marked
     cut short in the summary, the report and the verdicts."""
-    sft_evals: int = 6
+    sft_evals: int = 4
     """Held-out evaluations during SFT (points on chart 1), log-spaced: at 1/2^k of sft_steps, the last at the end."""
     sft_batch_size: int = 32
     """SFT sequences per update."""
     sft_bf16: bool = False
     """bf16 autocast in SFT. Off: it trains a different model than fp32 and exists only on CPUs with native bf16, and
     the demo shows the same figures on every CPU (LOG.md)."""
-    prm_steps: int = 250
+    prm_steps: int = 60
     """Process reward model updates (labelling chains comes first)."""
-    prm_problems: int = 64
+    prm_problems: int = 32
     """Train problems whose sampled chains the PRM is trained on."""
     prm_samples: int = 4
     """Chains sampled per PRM train problem."""
-    prm_mc_samples: int = 4
+    prm_mc_samples: int = 2
     """Monte-Carlo completions per step prefix for the PRM's step labels (the labelling cost)."""
     prm_eval_problems: int = 32
     """Held-out problems for the PRM's AUC in the report (0 skips it)."""
-    rl_updates: int = 50
-    """GRPO updates; 0 skips RL and the SFT model is the final reasoner."""
+    rl_updates: int = 30
+    """GRPO updates per seed; 0 skips RL and the SFT model is the final reasoner."""
+    rl_seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """GRPO seeds (sampling and problems), each from the same SFT base; the first seed's model is the final one."""
+    rl_loss: str = "dr_grpo"
+    """GRPO loss (qstar.learn.losses): Dr. GRPO has no per-sequence length bias, so length growth is the model's."""
+    rl_pass_k: int = 4
+    """Chains per held-out problem at RL's evaluations for sampled pass@1 and pass@k (greedy pass@1 is chart 1)."""
     cap_seconds: float = 3600.0
     """Time cap for each of the PRM and RL stages' training (seconds): a safety net; a stage it stops is marked
     cut short."""
@@ -84,23 +98,22 @@ class DemoConfig:
     """GRPO problems per update."""
     rl_group_size: int = 8
     """GRPO samples per problem."""
-    strategies: list[str] = field(default_factory=lambda: ["majority/32", "best_of_n@prm/32", "best_of_n", "beam/8",
-                                                           "mcts/8", "sequential/8", "compute_optimal/16"])
-    """Test-time strategies to sweep (qstar.search.STRATEGIES); `name@scorer` runs one with another scorer (the
-    learned PRM's own best-of-N line next to the checker-guided ones) and `name/N` stops one at budget N (tree searches
-    cost several times more per budget than sampling)."""
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
-    """Test-time budgets N (full chains worth of compute per problem)."""
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    """Sampling seeds of the sweep; results are pooled per problem."""
-    sweep_problems: int = 24
+    think_budgets: list[int] = field(default_factory=lambda: [0, 4, 8, 16, 24, 32, 48, 64])
+    """Thinking budgets (tokens) of one greedy chain (strategy think): chart 2's thinking line. 0: answer at once."""
+    strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n@prm"])
+    """Parallel strategies drawn next to the thinking line at equal tokens (qstar.search.STRATEGIES); `name@scorer`
+    runs one with another scorer and `name/N` stops one at budget N."""
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    """Budgets N of the parallel strategies (full chains per problem)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Sampling seeds of the sweep, run on every RL seed's model; results are pooled per problem."""
+    sweep_problems: int = 200
     """Held-out problems per sweep cell (chart 2)."""
     sweep_max_tokens: int = 0
     """Cap on tokens per chain in the sweep; 0 derives it from the task's reference chains."""
-    scorer: str = "checker+prm"
-    """Scorer for scored strategies: checker+prm checks what the task's reference-free checker can judge and asks the
-    PRM trained by the prm stage the rest (prm, orm, checker, none also work). Guided by the PRM alone, best-of-N and
-    the tree searches stayed flat on the demo's reasoner; guided by the checker they rose (LOG.md, 2026-11-22)."""
+    scorer: str = "prm"
+    """Scorer for scored strategies: the PRM the prm stage trains (deployable: it never reads the gold answer).
+    checker and checker+prm recompute some tasks' answers from the question: a ceiling, not a headline line."""
     trees: int = 2
     """Search trees per tree strategy shown in the report's viewer."""
 
@@ -109,13 +122,14 @@ class DemoConfig:
 QUICK: dict[str, object] = {
     "preset": "tiny", "eval_problems": 16, "sft_steps": 40, "sft_evals": 2, "sft_batch_size": 32,
     "prm_steps": 20, "prm_problems": 8, "prm_samples": 2, "prm_mc_samples": 2, "prm_eval_problems": 8,
-    "rl_updates": 4, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4,
-    "budgets": [1, 2, 4], "sweep_problems": 4, "sweep_max_tokens": 64, "trees": 1,
+    "rl_updates": 4, "rl_evals": 1, "rl_problems_per_batch": 4, "rl_group_size": 4, "rl_pass_k": 2,
+    "think_budgets": [0, 16, 64], "budgets": [1, 2], "sweep_problems": 4, "sweep_max_tokens": 64, "trees": 1,
 }
 NOT_CONFIG = ("out", "quick", "force")  # fields that do not change the results
 POSITIVE = ("eval_problems", "sft_steps", "sft_seconds", "cap_seconds", "sft_evals", "sft_batch_size", "prm_problems",
             "prm_samples",
-            "prm_mc_samples", "rl_lr", "rl_evals", "rl_problems_per_batch", "rl_group_size", "sweep_problems")
+            "prm_mc_samples", "rl_lr", "rl_evals", "rl_problems_per_batch", "rl_group_size", "sweep_problems",
+            "rl_pass_k")
 
 
 def resolve(cfg: DemoConfig) -> DemoConfig:
@@ -130,6 +144,14 @@ def resolve(cfg: DemoConfig) -> DemoConfig:
         errors.append("give at least one strategy, budget and seed")
     if any(b < 1 for b in cfg.budgets):
         errors.append(f"budgets must be >= 1, got {cfg.budgets}")
+    if not cfg.think_budgets or any(b < 0 for b in cfg.think_budgets):
+        errors.append(f"think_budgets must be >= 0 and not empty, got {cfg.think_budgets}")
+    if not cfg.rl_seeds:
+        errors.append("give at least one RL seed")
+    from qstar.learn.losses import LOSSES
+
+    if cfg.rl_loss not in LOSSES:
+        errors.append(f"unknown rl_loss {cfg.rl_loss!r}; choose from {', '.join(LOSSES)}")
     from qstar.lab.sweep import split_strategy
     from qstar.search import STRATEGIES
 
@@ -180,9 +202,12 @@ def finished_outputs(run: Path, name: str) -> dict | None:
     if not marker.is_file():
         return None
     out = json.loads(marker.read_text())["outputs"]
-    for key in ("checkpoint", "metrics", "heldout"):
-        if key in out and not Path(out[key]).exists():
-            raise ValueError(f"stage {name!r} finished earlier but its {key} {out[key]} is missing; "
+    paths = [(k, out[k]) for k in ("checkpoint", "metrics", "heldout") if isinstance(out.get(k), str)]
+    paths += [("metrics", p) for p in out.get("metrics", []) if isinstance(out.get("metrics"), list)]
+    paths += [(k, r[k]) for r in out.get("runs", []) for k in ("checkpoint", "metrics")]
+    for key, path in paths:
+        if not Path(path).exists():
+            raise ValueError(f"stage {name!r} finished earlier but its {key} {path} is missing; "
                              f"re-run with --force to start over (or use a new --out)")
     return out
 
@@ -222,7 +247,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         else:
             os.environ["TQDM_DISABLE"] = old_tqdm
     summary = write_summary(run, ctx, this_run=time.perf_counter() - t0)
-    print(json.dumps({k: summary[k] for k in ("wall_seconds", "efficiency_vs_best_of_n", "checkpoint")}
+    print(json.dumps({k: summary[k] for k in ("rl_span", "rl_span_ci_low", "rl_span_ci_high", "thinking_span",
+                                              "thinking_span_ci_low", "thinking_span_ci_high",
+                                              "response_length_before", "response_length_after", "seeds",
+                                              "wall_seconds", "efficiency_vs_best_of_n", "checkpoint")}
                      | {"report": str(run / "report.html")}))
     return summary
 
@@ -232,10 +260,26 @@ def write_summary(run: Path, ctx: Ctx, *, this_run: float) -> dict:
     from qstar.lab.metrics import read_metrics
     from qstar.lab.report import analyze
 
-    res = analyze(read_metrics(run / "metrics.jsonl"), cut_short=cut_short(ctx.outputs))
+    res = analyze(read_metrics(run / "metrics.jsonl"), cut_short=cut_short(ctx.outputs), task=ctx.cfg.task)
+    rl, think = res["rl_span"] or {}, res["thinking_span"] or {}
+    runs = ctx.outputs["rl"].get("runs", [])
+
+    def mean(key: str) -> float | None:
+        xs = [r[key] for r in runs if r.get(key) is not None]
+        return sum(xs) / len(xs) if xs else None
     stage_seconds = {n: json.loads((run / "stages" / n / MARKER).read_text())["seconds"] for n in STAGES}
     keep = ("budget", "tokens_per_problem", "flops_per_problem", "accuracy", "ci_low", "ci_high")
     summary = {
+        "rl_span": rl.get("span"), "rl_span_ci_low": rl.get("ci_low"), "rl_span_ci_high": rl.get("ci_high"),
+        "rl_span_met": rl.get("met"), "rl_span_seeds": rl.get("seeds"),
+        "thinking_span": think.get("span"), "thinking_span_ci_low": think.get("ci_low"),
+        "thinking_span_ci_high": think.get("ci_high"), "thinking_span_met": think.get("met"),
+        "thinking_accuracy": think.get("accuracy"), "thinking_tokens": think.get("tokens"),
+        "response_length_before": mean("response_length_before"),
+        "response_length_after": mean("response_length_after"),
+        "pass_at_1_before": mean("pass_at_1_before"), "pass_at_1_after": mean("pass_at_1_after"),
+        "pass_at_k_before": mean("pass_at_k_before"), "pass_at_k_after": mean("pass_at_k_after"),
+        "pass_k": ctx.cfg.rl_pass_k, "seeds": list(ctx.cfg.rl_seeds), "task": ctx.cfg.task,
         "wall_seconds": sum(stage_seconds.values()),
         "this_run_seconds": this_run,
         "stage_seconds": stage_seconds,

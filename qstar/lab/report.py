@@ -39,10 +39,14 @@ def run_report(cfg: ReportConfig) -> dict:
     return result
 
 
-def analyze(records: list[dict], *, baseline: str = analysis.BASELINE, cut_short: Sequence[str] = ()) -> dict:
-    """Curves, matched-compute table, efficiency and verdict sentences, all computed from ``records``.
+def analyze(records: list[dict], *, baseline: str = analysis.BASELINE, cut_short: Sequence[str] = (),
+            task: str = "the task") -> dict:
+    """Curves, matched-compute table, efficiency, the RL and thinking spans and verdict sentences, all computed
+    from ``records``.
 
     cut_short: training stages a time cap stopped before their update budgets; every verdict then says so."""
+    from qstar.lab import spans
+
     train = analysis.train_curve(records)
     curves = analysis.test_curves(records)
     table = analysis.matched_compute(curves, baseline=baseline)
@@ -51,28 +55,48 @@ def analyze(records: list[dict], *, baseline: str = analysis.BASELINE, cut_short
     verdict = (f"Span target (a rise of {sp['target']:g} points on both charts): the train curve rises "
                f"{sp['train']:.1f} points, the best deployable test curve {sp['test_best']:.1f}: "
                f"{'met' if sp['met'] else 'NOT met'}.")
-    verdicts = analysis.describe_train(train) + analysis.describe_test(curves, table, eff) + [verdict]
+    rl, think = spans.rl_span(train), spans.thinking_span(records)
+    own = []
+    if rl is not None:
+        seeds = "; ".join(f"seed {s['seed']}: {100 * s['before']:.1f}% -> {100 * s['after']:.1f}% after "
+                          f"{s['updates']} updates ({'separated' if s['separated'] else 'intervals OVERLAP'})"
+                          for s in rl["seeds"])
+        own.append(f"RL span (held-out greedy pass@1, RL alone, seeds pooled): {100 * rl['span']:+.1f} points "
+                   f"[{100 * rl['ci_low']:.1f}, {100 * rl['ci_high']:.1f}]; {seeds}; target "
+                   f"{100 * spans.SPAN_TARGET:g} points with separated intervals: {'met' if rl['met'] else 'NOT met'}.")
+    if think is not None:
+        own.append(f"Thinking span (one greedy chain, no scorer, budget {think['largest_budget']} vs "
+                   f"{think['smallest_budget']} thinking tokens): {100 * think['span']:+.1f} points "
+                   f"[{100 * think['ci_low']:.1f}, {100 * think['ci_high']:.1f}] on {think['problems']} problems; "
+                   f"target {100 * spans.SPAN_TARGET:g} points: {'met' if think['met'] else 'NOT met'}.")
+    own += spans.winner(curves, task)
+    verdicts = own + analysis.describe_train(train) + analysis.describe_test(curves, table, eff) + [verdict]
     if cut_short:
         note = (f"CUT SHORT: the time cap stopped {', '.join(cut_short)} before its update budget, so these figures "
                 "are not those of the configured run")
         verdicts = [note + "."] + [f"{v} ({note.split(':')[0].lower()})" for v in verdicts]
     return {"train_curve": train, "test_curves": curves, "matched": table, "efficiency": eff, "spans": sp,
-            "verdicts": verdicts, "cut_short": list(cut_short)}
+            "rl_span": rl, "thinking_span": think, "verdicts": verdicts, "cut_short": list(cut_short)}
 
 
 def render_report(records: list[dict], out_dir: str | Path, *, baseline: str = analysis.BASELINE,
                   title: str = "qstar scaling lab", run_info: dict | None = None,
-                  cut_short: Sequence[str] = ()) -> dict:
-    """Write out_dir/report.html, train_compute.png and test_compute.png; return ``analyze(records)``."""
+                  cut_short: Sequence[str] = (), examples: Sequence[dict] = (), task: str = "the task") -> dict:
+    """Write out_dir/report.html, train_compute.png and test_compute.png; return ``analyze(records)``.
+
+    Chart 1 is pass@1 against RL FLOPs when RL was evaluated, else against training FLOPs; ``examples`` are chains
+    from before and after RL (``qstar.lab.spans.example_chains``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = analyze(records, baseline=baseline, cut_short=cut_short)
-    png_train = charts.train_chart(res["train_curve"])
+    res = analyze(records, baseline=baseline, cut_short=cut_short, task=task)
+    rl = any(p["stage"] == "rl" for p in res["train_curve"])
+    png_train = charts.rl_chart(res["train_curve"]) if rl else charts.train_chart(res["train_curve"])
     png_test = charts.test_chart(res["test_curves"])
     (out / TRAIN_PNG).write_bytes(png_train)
     (out / TEST_PNG).write_bytes(png_test)
     trees = [r for r in records if r["kind"] == "tree"]
-    atomic_write_text(out / REPORT, _page(res, png_train, png_test, trees, title=title, run_info=run_info or {}))
+    page = _page(res, png_train, png_test, trees, title=title, run_info=run_info or {})
+    atomic_write_text(out / REPORT, page.replace("<!--examples-->", _examples(examples)))
     (out / REPORT).chmod(0o644)  # the temp file was private; a report is meant to be shared
     return res
 
@@ -82,6 +106,20 @@ def render_report(records: list[dict], out_dir: str | Path, *, baseline: str = a
 def pct(x: float | None) -> str:
     """Accuracy as the report prints it (tests compare against this)."""
     return "&ndash;" if x is None else f"{100 * x:.1f}%"
+
+
+def _examples(examples: Sequence[dict]) -> str:
+    if not examples:
+        return ""
+    def block(text: str, ok: bool) -> str:
+        return f"<pre class='chain'>{html.escape(text)}</pre><p class='note'>{'right' if ok else 'wrong'}</p>"
+    rows = "".join(f"<tr><td>{html.escape(e['question'])}<br><span class='note'>gold: {html.escape(e['gold'])}</span>"
+                   f"</td><td>{block(e['before'], e['before_correct'])}</td><td>{block(e['after'], e['after_correct'])}"
+                   "</td></tr>" for e in examples)
+    return ("<section id='examples'><h2>Chains before and after RL</h2><p class='note'>Greedy chains of the SFT base "
+            "and of the RL model on held-out problems (problems the base got wrong and RL right first, then chains "
+            "with checks or retries).</p><table><tr><th>question</th><th>before RL</th><th>after RL</th></tr>"
+            f"{rows}</table></section>")
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -164,10 +202,14 @@ Every number below is computed from <code>metrics.jsonl</code>; nothing is smoot
 </p></section>
 <section class="charts">
 <figure id="chart-train">{_img(png_train, "train-time compute chart")}<figcaption>Chart 1 &middot; pass@1 on held-out
-problems vs training FLOPs through SFT and RL checkpoints; bands are 95% Wilson intervals.</figcaption></figure>
+problems vs RL training FLOPs from the SFT base (dashed), one line per RL seed, with the lengths of correct and
+incorrect chains below (or vs training FLOPs when RL was not run); bands are 95% Wilson intervals.</figcaption></figure>
 <figure id="chart-test">{_img(png_test, "test-time compute chart")}<figcaption>Chart 2 &middot; accuracy vs generated
-tokens per problem, one line per strategy, seeds pooled; bands are 95% bootstrap intervals over problems.
+tokens per problem: <code>think</code> is one greedy chain under a growing thinking budget (no scorer), the others
+spend the same tokens in parallel; one line per strategy, seeds pooled; bands are 95% bootstrap intervals over
+problems; dashed lines use an oracle-equivalent scorer and are ceilings, not results.
 </figcaption></figure></section>
+<!--examples-->
 <section id="efficiency"><h2>Efficiency</h2>{_efficiency(res["efficiency"])}
 <p class="note">Target = best-of-N's highest measured accuracy; its cost = tokens of its first point reaching it.
 Another strategy's cost = where its curve first crosses the target, interpolated linearly in log(tokens) between
@@ -196,6 +238,7 @@ figure img { width: 100%; height: auto; } figcaption { font-size: 13px; color: #
 table { border-collapse: collapse; background: #fff; font-size: 13px; margin: 6px 0; }
 th, td { border: 1px solid #e0e0e0; padding: 3px 8px; text-align: right; } th { background: #f0f0f0; }
 td:first-child, th:first-child { text-align: left; }
+pre.chain { text-align: left; font-size: 12px; margin: 0; white-space: pre-wrap; }
 .eff { font-size: 16px; } .warn { color: #a33; }
 .tree { background: #fff; border: 1px solid #e3e3e3; border-radius: 6px; padding: 6px 10px; margin: 10px 0; }
 .treebox { overflow-x: auto; } .node { cursor: pointer; }

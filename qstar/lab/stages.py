@@ -101,6 +101,7 @@ def stage_sft(ctx: Ctx) -> dict:
         # end (the trainer's own final evaluation is the last point)
         points = sorted({max(1, c.sft_steps // 2**k) for k in range(c.sft_evals - 1, 0, -1)})
         sft = SFTConfig(task=c.task, out=str(out), preset=c.preset, seconds=c.sft_seconds, max_steps=c.sft_steps,
+                        corpus=c.sft_corpus,
                         batch_size=c.sft_batch_size, eval_every=0, eval_at_steps=points,
                         eval_problems=c.eval_problems, save_every=SAVE_EVERY, seed=c.seed, bf16=c.sft_bf16)
         with watch(ctx, "sft", out / "metrics.jsonl", c.sft_steps):
@@ -140,38 +141,62 @@ def stage_prm(ctx: Ctx) -> dict:
 
 
 def stage_rl(ctx: Ctx) -> dict:
-    """GRPO from the SFT checkpoint (rl_updates 0: skipped, the SFT checkpoint is the final reasoner)."""
-    c, out = ctx.cfg, ctx.dir("rl")
+    """GRPO from the SFT checkpoint, once per RL seed (rl_updates 0: skipped, the SFT checkpoint is the final
+    reasoner). The first seed's model is the final one; every seed's run is in ``runs``."""
+    c = ctx.cfg
     if c.rl_updates <= 0:
-        return {"checkpoint": ctx.checkpoint("sft"), "skipped": "rl_updates is 0"}
+        return {"checkpoint": ctx.checkpoint("sft"), "skipped": "rl_updates is 0", "runs": []}
     from qstar.learn.grpo import GRPOConfig, train_grpo
 
-    summary = _finished(out)
-    if summary is None:
-        g = GRPOConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), max_updates=c.rl_updates,
-                       seconds=c.cap_seconds, problems_per_batch=c.rl_problems_per_batch, group_size=c.rl_group_size,
-                       lr=c.rl_lr, eval_every=max(1, c.rl_updates // max(1, c.rl_evals)),
-                       eval_problems=c.eval_problems, save_every=SAVE_EVERY, seed=c.seed)
-        with watch(ctx, "rl", out / "metrics.jsonl", c.rl_updates):
-            summary = train_grpo(g)
-    return {"checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
-            "problems_per_batch": c.rl_problems_per_batch, "group_size": c.rl_group_size,
-            "greedy_accuracy_before": summary.get("greedy_accuracy_before"),
-            "greedy_accuracy_after": summary.get("greedy_accuracy_after"), "updates": summary.get("updates"),
-            "train_seconds": summary.get("train_seconds"), "cut_short": bool(summary.get("cut_short"))}
+    runs = []
+    for seed in c.rl_seeds:
+        out = ctx.dir("rl") / f"seed{seed}"
+        summary = _finished(out)
+        if summary is None:
+            g = GRPOConfig(init=ctx.checkpoint("sft"), task=c.task, out=str(out), max_updates=c.rl_updates,
+                           seconds=c.cap_seconds, problems_per_batch=c.rl_problems_per_batch,
+                           group_size=c.rl_group_size, lr=c.rl_lr, loss=c.rl_loss, pass_k=c.rl_pass_k,
+                           eval_every=max(1, c.rl_updates // max(1, c.rl_evals)), eval_problems=c.eval_problems,
+                           save_every=SAVE_EVERY, seed=seed)
+            with watch(ctx, "rl", out / "metrics.jsonl", c.rl_updates * len(c.rl_seeds)):
+                summary = train_grpo(g)
+        keep = ("greedy_accuracy_before", "greedy_accuracy_after", "pass_at_1_before", "pass_at_1_after",
+                "pass_at_k_before", "pass_at_k_after", "pass_k", "response_length_before", "response_length_after",
+                "updates", "train_seconds", "train_flops")
+        runs.append({"seed": seed, "checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
+                     **{k: summary.get(k) for k in keep}, "cut_short": bool(summary.get("cut_short"))})
+    first = runs[0]
+    return {"checkpoint": first["checkpoint"], "runs": runs, "problems_per_batch": c.rl_problems_per_batch,
+            "group_size": c.rl_group_size, "greedy_accuracy_before": first["greedy_accuracy_before"],
+            "greedy_accuracy_after": first["greedy_accuracy_after"], "updates": first["updates"],
+            "train_seconds": sum(r["train_seconds"] or 0.0 for r in runs),
+            "cut_short": any(r["cut_short"] for r in runs)}
+
+
+def rl_checkpoints(ctx: Ctx) -> list[str]:
+    """Every RL seed's final checkpoint (the SFT one when RL was skipped)."""
+    return [r["checkpoint"] for r in ctx.outputs["rl"].get("runs", [])] or [ctx.checkpoint("rl")]
 
 
 def stage_sweep(ctx: Ctx) -> dict:
+    """Chart 2: one greedy chain under growing thinking budgets, then the parallel strategies, on every RL seed's
+    model (two sweeps: their budgets mean tokens and chains)."""
     from qstar.lab.sweep import SweepConfig, run_sweep
 
     c = ctx.cfg
-    sc = SweepConfig(out=str(ctx.dir("sweep") / "metrics.jsonl"), checkpoints=[ctx.checkpoint("rl")],
-                     strategies=list(c.strategies), budgets=list(c.budgets), seeds=list(c.seeds), task=c.task,
-                     problems=c.sweep_problems, problem_seed=c.seed, scorer=c.scorer,
-                     scorer_checkpoint=ctx.checkpoint("prm") if learned_kinds(c) else "", trees=c.trees,
-                     max_tokens=c.sweep_max_tokens)
-    res = run_sweep(sc, on_cell=lambda i, n: ctx.progress.update("sweep", fraction=i / n, note=f"cell {i}/{n}"))
-    return {"metrics": sc.out, "cells": res["cells"]}
+    common = dict(checkpoints=rl_checkpoints(ctx), seeds=list(c.seeds), task=c.task, problems=c.sweep_problems,
+                  problem_seed=c.seed, scorer=c.scorer, trees=c.trees, max_tokens=c.sweep_max_tokens,
+                  scorer_checkpoint=ctx.checkpoint("prm") if learned_kinds(c) else "")
+    sweeps = [SweepConfig(out=str(ctx.dir("sweep") / "think.jsonl"), strategies=["think"],
+                          budgets=list(c.think_budgets), **common),
+              SweepConfig(out=str(ctx.dir("sweep") / "parallel.jsonl"), strategies=list(c.strategies),
+                          budgets=list(c.budgets), **common)]
+    cells = 0
+    for i, sc in enumerate(sweeps):
+        res = run_sweep(sc, on_cell=lambda k, n, i=i: ctx.progress.update(
+            "sweep", fraction=(i + k / max(1, n)) / len(sweeps), note=f"sweep {i + 1}/{len(sweeps)} cell {k}/{n}"))
+        cells += res["cells"]
+    return {"metrics": [sc.out for sc in sweeps], "cells": cells}
 
 
 def stage_report(ctx: Ctx) -> dict:
@@ -180,7 +205,8 @@ def stage_report(ctx: Ctx) -> dict:
     from qstar.lab.report import render_report
 
     records = train_records(ctx.outputs)
-    records += read_metrics(ctx.outputs["sweep"]["metrics"], allow_empty=True)
+    for path in ctx.outputs["sweep"]["metrics"]:
+        records += read_metrics(path, allow_empty=True)
     write_records(ctx.run / "metrics.jsonl", records)
     o = ctx.outputs
     from qstar.tasks import get_task
@@ -194,7 +220,10 @@ def stage_report(ctx: Ctx) -> dict:
             "scorer": ctx.cfg.scorer, "scorer training": {k: v for k, v in o.get("prm", {}).items()
                                                           if k.startswith(("eval/", "train/seconds", "skipped"))},
             "final checkpoint": ctx.checkpoint("rl")}
-    render_report(records, ctx.run, run_info=info, cut_short=cut_short(o))
+    from qstar.lab.spans import example_chains
+
+    examples = example_chains(ctx.checkpoint("sft"), ctx.checkpoint("rl"), o["data"]["heldout"])
+    render_report(records, ctx.run, run_info=info, cut_short=cut_short(o), examples=examples, task=ctx.cfg.task)
     return {"metrics": str(ctx.run / "metrics.jsonl"), "report": str(ctx.run / "report.html")}
 
 
@@ -227,17 +256,21 @@ def train_records(outputs: dict[str, dict]) -> list[dict]:
     """Lab ``train`` records from the SFT and RL trainers' eval points, with cumulative training FLOPs.
 
     Both trainers log their own FLOPs (qstar.model.perf's convention, attention included); RL's count from its own
-    start, so RL points sit at SFT's final FLOPs plus RL's.
+    start, so RL points sit at SFT's final FLOPs plus RL's (``rl_flops`` keeps RL's own). Each RL seed's points carry
+    its ``seed`` and the held-out chains' mean lengths (correct and incorrect, sampled chains).
     """
     sft, rl = outputs["sft"], outputs.get("rl", {})
     rows = latest_timeline([r for r in read_jsonl(sft["metrics"]) if "step" in r])
     out = [_point("sft", r, r["flops"]) for r in rows if "eval/greedy_accuracy" in r]
-    if not rl.get("metrics") or not Path(rl["metrics"]).is_file():
-        return out
     base = max((p["flops"] for p in out), default=sft["train_flops"])
-    for r in latest_timeline([r for r in read_jsonl(rl["metrics"]) if "step" in r]):
-        if "eval/greedy_accuracy" in r and r["step"] > 0:  # step 0 is the SFT checkpoint, already plotted
-            out.append(_point("rl", r, base + r["flops"]))
+    for run in rl.get("runs", []):
+        if not Path(run["metrics"]).is_file():
+            continue
+        for r in latest_timeline([r for r in read_jsonl(run["metrics"]) if "step" in r]):
+            if "eval/greedy_accuracy" in r:  # step 0 is the SFT base, measured by this run's own evaluation
+                extra = {k: r.get(f"eval/{k}") for k in ("len_correct", "len_incorrect", "response_len", "pass@1")}
+                out.append(_point("rl", r, base + r["flops"]) | {"seed": run["seed"], "rl_flops": r["flops"],
+                                                                  **{k: v for k, v in extra.items() if v is not None}})
     return out
 
 
@@ -252,9 +285,10 @@ def expected_seconds(cfg) -> dict[str, float]:
     from qstar.lab.sweep import budget_cap
 
     budget_sum = sum(b for s in cfg.strategies for b in cfg.budgets if budget_cap(s) is None or b <= budget_cap(s))
+    budget_sum = (budget_sum + len(cfg.think_budgets)) * len(cfg.rl_seeds)
     # rates of an idle 2-core machine (tiny): SFT ~3-7 updates/s, the PRM ~10, RL ~1; the bar corrects itself as
     # each stage reports its own progress
     return {"data": 1.0, "sft": cfg.sft_steps / 4.0 + 3, "prm": cfg.prm_steps / 10 + 10 if learned_kinds(cfg) else 0.0,
-            "rl": cfg.rl_updates * 1.2 + 3,
+            "rl": (cfg.rl_updates * 2.5 + 20) * len(cfg.rl_seeds),
             "sweep": budget_sum * len(cfg.seeds) * cfg.sweep_problems * 0.007 + 2, "report": 3.0}
 

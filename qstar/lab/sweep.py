@@ -107,8 +107,9 @@ def grid(cfg: SweepConfig) -> list[Cell]:
     """All cells, seeds outermost so a partial sweep already has one full seed (and cheap budgets first)."""
     if not (cfg.checkpoints and cfg.strategies and cfg.budgets and cfg.seeds):
         raise ValueError("sweep grid is empty: give at least one checkpoint, strategy, budget and seed")
-    if any(b < 1 for b in cfg.budgets):
-        raise ValueError(f"budgets must be >= 1, got {cfg.budgets}")
+    floor = 0 if all(split_strategy(s, cfg.scorer)[0] == "think" for s in cfg.strategies) else 1  # think: 0 tokens
+    if any(b < floor for b in cfg.budgets):
+        raise ValueError(f"budgets must be >= {floor}, got {cfg.budgets}")
     labels = [model_label(c) for c in cfg.checkpoints]
     if len(set(labels)) != len(labels):
         labels = [str(c) for c in cfg.checkpoints]
