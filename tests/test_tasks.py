@@ -251,3 +251,20 @@ def test_mixture_options_size_components_and_grade_through_shared_tasks():
         T.get_task("mixture", options={"chess": {}})
     with pytest.raises(ValueError, match="bad options for task 'mult'"):
         T.get_task("mixture", options={"mult": {"bogus": 1}})
+
+
+def test_parity_chain_corruption_and_routing():
+    import random
+
+    from qstar.tasks.routes import route
+
+    task = T.get_task("parity")
+    for p in task.generate(50, seed=1, split="test"):
+        copy, walk = task.steps(p)
+        assert copy == p.data["bits"] and len(walk) == 16 and task.implied_answer(p, [copy, walk]) == p.answer
+        bad = task.corrupt(p, random.Random(p.key))
+        assert task.implied_answer(p, bad) != p.answer and not task.verify(p, task.implied_answer(p, bad))
+        assert [task.check_step(p, bad[:i], s) for i, s in enumerate(bad)] == [True, False]
+    assert task.verify(p, p.answer.upper() + ".") and not task.verify(p, "maybe")
+    assert route("Is the number of 1s in 0110 even or odd?").answer == "even"
+    assert route("Does 1011 have an odd number of ones?").answer == "odd" and route("is 10 odd?") is None

@@ -24,7 +24,8 @@ from qstar.tasks.routes import RECOGNISERS, route
 #: the --effort value that runs every level in turn
 ALL = "all"
 SKILLS = ("count a letter in a word, multiply whole numbers, compare two decimals, decode a Caesar cipher with a "
-          "given shift, solve a Countdown numbers puzzle, or work out two people's ages")
+          "given shift, solve a Countdown numbers puzzle, work out two people's ages, or tell whether a bit string "
+          "has an even or odd number of 1s")
 
 
 @dataclass

@@ -69,28 +69,33 @@ def thinking_span(records: list[dict], *, resamples: int = 2000) -> dict | None:
             "problems": len(keys), "met": span >= SPAN_TARGET and lo > 0}
 
 
-def winner(curves: dict[str, list[dict]], task: str) -> list[str]:
-    """Which way of spending tokens wins, in words: at each parallel curve's measured costs, the thinking line
-    (interpolated in log tokens, never extrapolated) against that curve; a deployable line only (oracles excluded)."""
+def winner(curves: dict[str, list[dict]], task: str, *, tie: float = 0.05) -> list[str]:
+    """Which way of spending tokens wins, in words, per model: at each parallel curve's measured costs, the thinking
+    line (interpolated in log tokens, never extrapolated) against that curve, a difference under ``tie`` being a tie;
+    and what the parallel strategies buy beyond the thinking line's end. Deployable lines only (no oracles)."""
     think = {k: v for k, v in curves.items() if v[0]["strategy"] == THINK}
     others = {k: v for k, v in curves.items() if v[0]["strategy"] != THINK and not v[0]["oracle"]}
     lines = []
     for tl, tpts in think.items():
+        end = max(tpts, key=lambda p: p["tokens_per_problem"])
         for label, pts in others.items():
+            if pts[0]["model"] != tpts[0]["model"]:
+                continue
             both = [(p["tokens_per_problem"], interpolate(tpts, p["tokens_per_problem"]), p["accuracy"]) for p in pts]
             both = [(t, a, b) for t, a, b in both if a is not None]
-            if not both:
-                top = max(tpts, key=lambda p: p["accuracy"])
-                lines.append(f"{task}: {tl} reaches {100 * top['accuracy']:.1f}% at {top['tokens_per_problem']:.0f} "
-                             f"tokens/problem, where {label} was not measured (its cheapest point costs "
-                             f"{pts[0]['tokens_per_problem']:.0f}).")
-                continue
-            wins = sum(a > b for _, a, b in both)
-            t, a, b = both[-1]
-            verdict = (f"thinking ({tl}) wins" if wins == len(both) else f"{label} wins" if wins == 0 else
-                       f"thinking ({tl}) wins at {wins} of {len(both)} matched costs")
-            lines.append(f"{task}: {verdict} against {label} at equal tokens (e.g. {100 * a:.1f}% vs {100 * b:.1f}% "
-                         f"at {t:.0f} tokens/problem).")
+            if both:
+                t, a, b = both[-1]
+                verdict = ("about equal" if abs(a - b) < tie else f"{tl} wins" if a > b else f"{label} wins")
+                lines.append(f"{task}: at equal tokens, one thinking chain ({tl}) against {label}: {verdict} "
+                             f"({100 * a:.1f}% vs {100 * b:.1f}% at {t:.0f} tokens/problem).")
+            beyond = [p for p in pts if p["tokens_per_problem"] > end["tokens_per_problem"] * 1.05]
+            if beyond:
+                top = max(beyond, key=lambda p: p["accuracy"])
+                gain = 100 * (top["accuracy"] - end["accuracy"])
+                lines.append(f"{task}: past the thinking line's end ({end['tokens_per_problem']:.0f} tokens/problem, "
+                             f"{100 * end['accuracy']:.1f}%), {label} spends up to "
+                             f"{top['tokens_per_problem'] / end['tokens_per_problem']:.1f}x the tokens for "
+                             f"{gain:+.1f} points ({100 * top['accuracy']:.1f}% at its best).")
     return lines
 
 

@@ -163,8 +163,24 @@ def _ages_family(q: str) -> Problem | None:
 
 
 #: task name -> recogniser; order matters only when two could match (mult before countdown: "make" is rarer)
+def parity(q: str) -> Problem | None:
+    """"Is the number of 1s in 0110 even or odd?", "parity of 10110?" (one string of 0s and 1s, 2-64 bits)."""
+    s = q.lower()
+    bits = re.findall(r"\b[01]{2,64}\b", s)
+    if len(bits) != 1 or not re.search(r"parity|\beven\b|\bodd\b", s):
+        return None
+    if len(bits[0]) < 4 and not re.search(r"parity|\b1s\b|\bones\b|\bbits?\b", s):
+        return None  # "is 10 odd?" asks about the number ten
+    from qstar.tasks.parity import PHRASINGS
+
+    b = bits[0]
+    return Problem("parity", PHRASINGS[0].format(b=b), "odd" if b.count("1") % 2 else "even", f"parity:{b}",
+                   {"bits": b})
+
+
 RECOGNISERS: dict[str, Callable[[str], Problem | None]] = {
     "letters": letters, "decimals": decimals, "cipher": cipher, "countdown": countdown, "mult": mult, "ages": ages,
+    "parity": parity,
 }
 
 
