@@ -24,7 +24,7 @@ ARGS = ["--quick", "--strategies", "majority", "best_of_n", "beam", "--budgets",
         "--rl-updates", "4", "--eval-problems", "8"]
 #: files a stage writes while it works (under stages/); the kill follows the first of them this process writes
 PROGRESS = {"sft": ["sft/metrics.jsonl"], "prm": ["prm/labels.jsonl.tmp", "prm/labels.jsonl"],
-            "rl": ["rl/metrics.jsonl"], "sweep": ["sweep/metrics.jsonl"]}
+            "rl": ["rl/seed0/metrics.jsonl"], "sweep": ["sweep/think.jsonl"]}
 #: seconds the short stages take, roughly (their kill lands at a random point within it)
 LENGTH = {"data": 0.3, "report": 1.0}
 

@@ -154,6 +154,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     def evaluate(step: int, seconds: float) -> dict:
         if not eval_problems:
             return {}
+        if state.get("last_eval", {}).get("step") == step:  # eval_every landed on the last update: reuse it
+            return state["last_eval"]["res"]
         policy = ModelPolicy(model, tok, seed=cfg.seed)
         res = held_out(policy, eval_problems, max_tokens=max_new, k=cfg.pass_k) if cfg.pass_k else {
             "greedy_accuracy": greedy_accuracy(policy, eval_problems, max_tokens=max_new)}
@@ -161,6 +163,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                                     **{f"eval/{k}": v for k, v in res.items()}, "eval/problems": len(eval_problems)})
         print(f"step {step}: greedy accuracy {res['greedy_accuracy']:.3f} on {len(eval_problems)} held-out problems",
               file=sys.stderr)
+        state["last_eval"] = {"step": step, "res": res}
         return res
 
     if state["acc_before"] is None:
