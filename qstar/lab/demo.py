@@ -68,7 +68,7 @@ class DemoConfig:
     sft_bf16: bool = False
     """bf16 autocast in SFT. Off: it trains a different model than fp32 and exists only on CPUs with native bf16, and
     the demo shows the same figures on every CPU (LOG.md)."""
-    prm_steps: int = 60
+    prm_steps: int = 40
     """Process reward model updates (labelling chains comes first)."""
     prm_problems: int = 32
     """Train problems whose sampled chains the PRM is trained on."""
@@ -84,7 +84,7 @@ class DemoConfig:
     """GRPO seeds (sampling and problems), each from the same SFT base; the first seed's model is the final one."""
     rl_loss: str = "dr_grpo"
     """GRPO loss (qstar.learn.losses): Dr. GRPO has no per-sequence length bias, so length growth is the model's."""
-    rl_pass_k: int = 4
+    rl_pass_k: int = 2
     """Chains per held-out problem at RL's evaluations for sampled pass@1 and pass@k (greedy pass@1 is chart 1)."""
     cap_seconds: float = 3600.0
     """Time cap for each of the PRM and RL stages' training (seconds): a safety net; a stage it stops is marked
@@ -103,7 +103,7 @@ class DemoConfig:
     strategies: list[str] = field(default_factory=lambda: ["majority", "best_of_n@prm"])
     """Parallel strategies drawn next to the thinking line at equal tokens (qstar.search.STRATEGIES); `name@scorer`
     runs one with another scorer and `name/N` stops one at budget N."""
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 4])
     """Budgets N of the parallel strategies (full chains per problem)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Sampling seeds of the sweep, run on every RL seed's model; results are pooled per problem."""
