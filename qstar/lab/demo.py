@@ -202,14 +202,18 @@ def finished_outputs(run: Path, name: str) -> dict | None:
     if not marker.is_file():
         return None
     out = json.loads(marker.read_text())["outputs"]
-    paths = [(k, out[k]) for k in ("checkpoint", "metrics", "heldout") if isinstance(out.get(k), str)]
-    paths += [("metrics", p) for p in out.get("metrics", []) if isinstance(out.get("metrics"), list)]
+    # a key holds one path or (the sweep's metrics) a list of them; the RL stage lists each seed's run
+    paths = [(k, p) for k in ("checkpoint", "metrics", "heldout") for p in _as_list(out.get(k))]
     paths += [(k, r[k]) for r in out.get("runs", []) for k in ("checkpoint", "metrics")]
     for key, path in paths:
         if not Path(path).exists():
             raise ValueError(f"stage {name!r} finished earlier but its {key} {path} is missing; "
                              f"re-run with --force to start over (or use a new --out)")
     return out
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def run_demo(cfg: DemoConfig) -> dict:
