@@ -177,12 +177,32 @@ def test_bad_input(tiny_checkpoint, tmp_path):
     for bad, match in [({"problems_per_batch": 0}, "problems-per-batch must be >= 1"),
                        ({"group_size": 1}, "group-size must be >= 2"), ({"task": "chess"}, "unknown task"),
                        ({"rewards": "speed=1"}, "unknown reward"), ({"loss": "ppo"}, "unknown loss"),
-                       ({"init": ""}, "--init is required")]:
+                       ({"init": ""}, "--init is required"), ({"length_targets": "16,lots"}, "token counts"),
+                       ({"rewards": "correctness=1,length_target=1"}, "needs --length-targets")]:
         with pytest.raises(ValueError, match=match):
             train_grpo(GRPOConfig(**{**ok, **bad}))
     train_grpo(GRPOConfig(**ok))
     with pytest.raises(ValueError, match="already holds a finished run"):
         train_grpo(GRPOConfig(**ok))
+
+
+def test_length_targets_go_in_the_prompts_the_reward_and_the_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
+    from qstar.model.policy import load_policy
+    from qstar.model.tokenizer import CharTokenizer
+
+    seen, real = [], grpo.generate
+    monkeypatch.setattr(grpo, "generate", lambda model, prompts, **kw: seen.extend(prompts) or real(model, prompts,
+                                                                                                    **kw))
+    cfg = GRPOConfig(init=str(tiny_checkpoint), out=str(tmp_path / "l1"), max_updates=2, length_targets="0,8",
+                     **{**TOY, "rewards": "correctness=1,length_target=1"})
+    train_grpo(cfg)
+    tok = CharTokenizer()
+    endings = {tok.decode(ids).rstrip("\n").rpartition("?")[2] for ids in seen}
+    assert endings == {" Think for 0 tokens.", " Think for 8 tokens."}  # every prompt states one of the targets
+    rows = [r for r in read_jsonl(tmp_path / "l1" / "metrics.jsonl") if "reward/length_target" in r]
+    assert len(rows) == 2 and all(-1 <= r["reward/length_target"] < 0 for r in rows)  # 64-token chains miss 0 and 8
+    assert load_checkpoint(tmp_path / "l1" / "checkpoint")[2]["length_prompt"] is True
+    assert load_policy(tmp_path / "l1").length_prompt and not load_policy(tiny_checkpoint).length_prompt
 
 
 class GradRecorder:

@@ -1,5 +1,6 @@
 """Verifiable rewards: doctests, weights parsing, and never raising on arbitrary model text."""
 
+import dataclasses
 import doctest
 
 import pytest
@@ -52,3 +53,13 @@ def test_rewards_never_raise_on_arbitrary_text(text):
     for name, fn in REWARDS.items():
         (value,) = fn([p], [text], max_len=32)
         assert -1.0 <= value <= 1.0, name
+
+
+def test_length_target_scores_the_thinking_against_the_prompts_target():
+    from qstar.tasks.thinking import with_target
+
+    p = get_task("parity").generate(1, seed=0)[0]
+    at8 = dataclasses.replace(p, question=with_target(p.question, 8))
+    texts = ["x" * 7 + "\nAnswer: odd", "Answer: odd", "x" * 3 + "\nAnswer: odd", "no answer line"]
+    assert REWARDS["length_target"]([at8] * 4, texts, max_len=16) == [0.0, -0.5, -0.25, -6 / 16]
+    assert REWARDS["length_target"]([p] * 4, texts, max_len=16) == [0.0] * 4  # no target stated: no term

@@ -66,6 +66,22 @@ def test_a_model_that_never_closes_its_thinking_answers_at_the_budget(budget):
     assert r.info["strategy"] == "think" and r.info["budget"] == r.info["thinking_budget"] == budget
 
 
+def test_a_length_trained_policy_reads_its_budget_from_the_prompt():
+    class Told(Rambler):
+        length_prompt = True
+
+        def sample(self, prompts, **kw):
+            self.questions = [p.question for p in prompts]
+            return super().sample(prompts, **kw)
+
+    policy = Told()
+    (r,) = think(policy, StepScorer({}), [prob("q1")], 12)
+    assert policy.questions == ["q1 Think for 12 tokens."] and r.info["length_prompt"] is True
+    assert r.info["thinking_tokens"] == [12] and r.answer == "42"  # the cap holds whatever the prompt says
+    (r,) = think(Rambler(), StepScorer({}), [prob("q1")], 12)
+    assert r.info["length_prompt"] is False
+
+
 def test_budget_zero_starts_with_the_answer():
     policy = Rambler("9")
     rs = think(policy, StepScorer({}), [prob("q1"), prob("q2")], 0)

@@ -262,3 +262,23 @@ def test_mixture_delegates_to_the_component(problems):
     for p in mix.generate(30, seed=3, split="test"):
         assert mix.cheap_check(p, p.answer) == get_task(p.task).cheap_check(p, p.answer)
     assert mix.cheap_check(Problem("nope", "q", "1", "k", {}), "1") is None
+
+
+@given(st.text(max_size=60), st.integers(0, 10_000))
+@settings(max_examples=200, deadline=None)
+def test_a_length_target_round_trips_and_reading_never_raises(question, n):
+    from qstar.tasks.thinking import read_target, with_target
+
+    assert read_target(with_target(question, n)) == n
+    read_target(question)  # arbitrary text: None or a number, never an exception
+
+
+def test_bad_length_targets_are_clear_errors():
+    from qstar.tasks.thinking import parse_targets, with_target
+
+    assert parse_targets(" 0,16 ,48,") == [0, 16, 48]
+    for bad in ("-4", "1.5", "lots", "0,,x"):
+        with pytest.raises(ValueError, match="token counts"):
+            parse_targets(bad)
+    with pytest.raises(ValueError, match="tokens >= 0"):
+        with_target("q", -1)

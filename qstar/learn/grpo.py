@@ -26,6 +26,8 @@ How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 - one on-policy update per batch by default, so old_logp = logp.detach() and the ratio is 1 (``epochs`` > 1 reuses
   the batch and the clip becomes active); no value model, no reward model: the verifier is the reward;
 - DAPO's dynamic sampling drops zero-variance groups without resampling; the KL term (``beta``) is off by default;
+- L1 (length-controlled RL): ``length_targets`` states a thinking-length target in each prompt and the
+  ``length_target`` reward is L1-Exact's |length - target| term, scaled by the chain budget instead of a fixed alpha;
 - log-probabilities are the raw (untempered) model distribution, the same the sampler reports and greedy decoding
   follows; at the default temperature 1 this is exactly the sampling distribution.
 """
@@ -33,6 +35,7 @@ How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import sys
 import time
@@ -53,8 +56,10 @@ from qstar.model.perf import attention_flops, causal_pairs, configure_threads, f
 from qstar.model.policy import ModelPolicy
 from qstar.model.sampler import generate
 from qstar.runio import append_jsonl, atomic_write_json
+from qstar.search.thinking import ANSWER_TOKENS
 from qstar.tasks import get_task
 from qstar.tasks.format import render_prompt
+from qstar.tasks.thinking import parse_targets, with_target
 
 __all__ = ["GRPOConfig", "train_grpo"]
 
@@ -100,7 +105,13 @@ class GRPOConfig:
     dynamic_sampling: bool = False
     """DAPO dynamic sampling: drop groups whose rewards are all equal (no signal, dilutes the mean)."""
     rewards: str = "correctness=1"
-    """Reward weights, e.g. 'correctness=1,format=0.1,length=0.5' (names: correctness, format, length)."""
+    """Reward weights, e.g. 'correctness=1,format=0.1,length=0.5' (names: correctness, format, length,
+    length_target)."""
+    length_targets: str = ""
+    """L1: thinking-length targets in tokens, e.g. '0,16,32,48'. Each train problem's prompt states one, drawn at
+    random ("<question> Think for N tokens."), the held-out ones the largest; add the length_target reward to pay
+    chains that think that long. The checkpoint records it, so `think` (every effort level) puts its budget in the
+    prompt. Empty: no targets."""
     max_completion_tokens: int = 0
     """Longest sampled chain in tokens; 0: 1.5x the longest reference chain of the eval problems."""
     grad_clip: float = 1.0
@@ -134,6 +145,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     start_run(out, force=cfg.force)
     task = get_task(cfg.task)
     weights = parse_weights(cfg.rewards)
+    targets = parse_targets(cfg.length_targets)
     model, tok, init_meta = load_model(cfg.init, flag="--init")
     state = {"step": 0, "seconds": 0.0, "flops": 0.0, "acc_before": None, "reward_curve": [], "skipped": 0,
              "zero_signal": 0, "before": {}}
@@ -147,6 +159,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     probe = eval_problems or task.generate(64, seed=cfg.seed, split="test")
     corpus = (init_meta.get("config") or {}).get("corpus", "")  # chains with retries are longer than the reference
     max_new = cfg.max_completion_tokens or chain_budget(task, probe, corpus)
+    if targets:  # held out at the largest target; every target must fit the chain budget with its answer line
+        eval_problems = [replace(p, question=with_target(p.question, max(targets))) for p in eval_problems]
+        max_new = cfg.max_completion_tokens or max(max_new, max(targets) + ANSWER_TOKENS)
     loss_fn, adv_fn = LOSSES[cfg.loss], ADVANTAGES[cfg.loss]
     loss_cfg = LossConfig(clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, max_len=max_new)
     P, G = cfg.problems_per_batch, cfg.group_size
@@ -178,6 +193,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         t0, step = time.perf_counter(), state["step"]
         # 1) sample G chains for each of P fresh train problems with the model's KV-cache sampler
         problems = task.generate(P, seed=cfg.seed * 1_000_003 + step, split="train")
+        if targets:
+            draw = random.Random(cfg.seed * 1_000_003 + step)
+            problems = [replace(p, question=with_target(p.question, draw.choice(targets))) for p in problems]
         prompts = [tok.encode(render_prompt(p.question), bos=True) for p in problems]
         model.eval()
         samples = generate(model, prompts, n=G, max_new_tokens=max_new, temperature=cfg.temperature,
@@ -258,7 +276,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     }
     _check_finite(model)
     metrics = {k: v for k, v in summary.items() if k not in ("config", "reward_curve")}
-    save_checkpoint(out / "checkpoint", model, tok, meta={"stage": "grpo", "config": asdict(cfg), "metrics": metrics})
+    save_checkpoint(out / "checkpoint", model, tok, meta={"stage": "grpo", "config": asdict(cfg), "metrics": metrics,
+                                                          "length_prompt": bool(targets)})
     atomic_write_json(summary_path, summary)
     shutil.rmtree(resume_dir, ignore_errors=True)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "reward_curve")}))
@@ -353,6 +372,8 @@ def _validate(cfg: GRPOConfig) -> None:
         (cfg.temperature <= 0, "--temperature must be > 0: greedy groups are identical and carry no signal"),
         (min(cfg.epochs, cfg.micro_batch) < 1 or cfg.lr <= 0, "need --epochs >= 1, --micro-batch >= 1 and --lr > 0"),
         (min(cfg.eval_problems, cfg.max_completion_tokens) < 0, "--eval-problems/--max-completion-tokens must be >= 0"),
+        ("length_target" in parse_weights(cfg.rewards) and not parse_targets(cfg.length_targets),
+         "the length_target reward needs --length-targets (e.g. '0,16,48'): without targets it is always 0"),
     ]
     if any(bad for bad, _ in checks):
         raise ValueError(next(message for bad, message in checks if bad))

@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from qstar.tasks import get_task, judge  # noqa: F401  (get_task: the doctests use it)
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, split_chain
+from qstar.tasks.thinking import read_target, thinking_length, with_target  # noqa: F401  (the doctest)
 
-__all__ = ["REWARDS", "correctness", "format_reward", "length_penalty", "parse_weights", "combine"]
+__all__ = ["REWARDS", "correctness", "format_reward", "length_penalty", "length_target", "parse_weights", "combine"]
 
 RewardFn = Callable[..., list[float]]
 
@@ -77,8 +78,30 @@ def length_penalty(
     return [0.0 - min(1.0, max(0, len(t) - start) / buffer) for t in texts]
 
 
+def length_target(problems: Sequence[Problem], texts: Sequence[str], *, max_len: int = 256, **_) -> list[float]:
+    """L1-Exact's length term: ``-|n - t| / max_len`` (at least -1), where ``t`` is the thinking-length target the
+    problem's question states (``qstar.tasks.thinking.with_target``) and ``n`` the chain's thinking tokens (before
+    its answer line; the whole chain when it has none). 0.0 for a question without a target. Added to correctness
+    (``"correctness=1,length_target=0.5"``), it pays the shortest right chain near the target, so one model learns
+    to spend what the prompt asks.
+
+    >>> from qstar.tasks.base import Problem
+    >>> p = Problem("parity", with_target("Is 0110 even or odd?", 8), "even", "0110")
+    >>> length_target([p, p, p], ["x" * 7 + "\\nAnswer: even", "Answer: even", "x" * 40], max_len=16)
+    [0.0, -0.5, -1.0]
+    """
+    _check(problems, texts)
+    out = []
+    for p, text in zip(problems, texts):
+        target = read_target(getattr(p, "question", None))
+        n = thinking_length(text)
+        out.append(0.0 if target is None else 0.0 - min(1.0, abs(n - target) / max(1, max_len)))
+    return out
+
+
 #: reward name -> function (names are what config weights refer to).
-REWARDS: dict[str, RewardFn] = {"correctness": correctness, "format": format_reward, "length": length_penalty}
+REWARDS: dict[str, RewardFn] = {"correctness": correctness, "format": format_reward, "length": length_penalty,
+                                "length_target": length_target}
 
 
 def parse_weights(spec: str) -> dict[str, float]:

@@ -39,6 +39,8 @@ class ModelPolicy:
     seed: seeds this policy's private generator (reproducible sequence of calls); None = torch's global RNG.
     dtype: decoding dtype (see :func:`qstar.model.sampler.generate`); ``torch.bfloat16`` samples faster on CPUs with
         AVX512-BF16 at the cost of logprobs ~1e-2 from the fp32 model's (``logprobs`` stays fp32). None = the model's.
+    length_prompt: the model was RL-trained to follow a thinking-length target stated in its prompt (L1; GRPO's
+        ``length_targets`` records it in the checkpoint's meta), so the ``think`` strategy states its budget there.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class ModelPolicy:
         max_batch: int = 256,
         seed: int | None = None,
         dtype: torch.dtype | None = None,
+        length_prompt: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -60,6 +63,7 @@ class ModelPolicy:
         self.max_batch = max_batch
         self.generator = None if seed is None else torch.Generator(model.lm_head.weight.device).manual_seed(seed)
         self.dtype = dtype
+        self.length_prompt = length_prompt
 
     def reseed(self, seed: int) -> None:
         """Restart this policy's sampling stream at ``seed`` (a private generator is created if it had none), so one
@@ -69,7 +73,8 @@ class ModelPolicy:
     @classmethod
     def from_checkpoint(cls, directory: str | Path, *, name: str | None = None, **kwargs) -> ModelPolicy:
         """Load a checkpoint directory (raises CheckpointError); ``name`` defaults to the directory name."""
-        model, tokenizer, _ = load_checkpoint(directory)
+        model, tokenizer, meta = load_checkpoint(directory)
+        kwargs.setdefault("length_prompt", bool(meta.get("length_prompt")))
         return cls(model, tokenizer, name=name or Path(directory).name, **kwargs)
 
     def encode(self, prompt: Prompt) -> list[int]:
@@ -143,5 +148,6 @@ def load_policy(path: str | Path, *, flag: str = "--checkpoint", dtype: str = "f
     policy's name (default: the checkpoint directory's). Errors are ValueErrors naming ``flag``.
     """
     torch_dtype = decode_dtype(dtype)  # a typo fails before the (slower) load
-    model, tokenizer, _ = load_model(path, flag=flag)
-    return ModelPolicy(model, tokenizer, name=name or resolve_checkpoint(path).name, seed=seed, dtype=torch_dtype)
+    model, tokenizer, meta = load_model(path, flag=flag)
+    return ModelPolicy(model, tokenizer, name=name or resolve_checkpoint(path).name, seed=seed, dtype=torch_dtype,
+                       length_prompt=bool(meta.get("length_prompt")))

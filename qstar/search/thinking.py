@@ -16,7 +16,11 @@ the budget is the cap. Greedy by default (temperature 0); with ``parallel`` > 1 
 
 Info per result (lists have one entry per chain): thinking_budget, thinking_tokens, answer_tokens (tokens generated
 for the answer line, its end included), forced (the thinking was cut at the budget), answers, chosen (index of the
-returned chain), parallel.
+returned chain), parallel, length_prompt (the budget was also stated in the prompt).
+
+A policy whose ``length_prompt`` is true (a checkpoint RL-trained with L1's thinking-length targets, GRPO's
+``length_targets``) also reads the budget from its prompt, ``"<question> Think for N tokens."``: the cap still
+holds, and the model can plan to use the budget rather than be cut by it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from qstar.search.types import Scorer, SearchResult
 from qstar.tasks import extract_answer
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END
+from qstar.tasks.thinking import answer_line, with_target
 
 __all__ = ["think", "thinking_budget", "context_length", "ANSWER_TOKENS", "PARALLEL_TEMPERATURE"]
 
@@ -79,10 +84,13 @@ def _think(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
     text = [[ANSWER_PREFIX] * K for _ in range(P)]  # budget 0: every chain starts with the answer line
     thought, answered = [[0] * K for _ in range(P)], [[0] * K for _ in range(P)]
     forced = [[True] * K for _ in range(P)]
+    # a model trained with L1's length targets reads its budget from the prompt (qstar.tasks.thinking.with_target)
+    targeted = bool(getattr(policy, "length_prompt", False))
+    questions = [with_target(p.question, tokens) if targeted else p.question for p in problems]
     todo = [(i, k) for i in range(P) for k in range(K)]  # chains whose answer the model still has to write
     if tokens > 0:
         todo = []
-        comps = meter.sample(range(P), [Prompt(p.question) for p in problems], n=K, max_tokens=tokens, **sampling)
+        comps = meter.sample(range(P), [Prompt(q) for q in questions], n=K, max_tokens=tokens, **sampling)
         for i, row in enumerate(comps):
             for k, c in enumerate(row):
                 at = answer_line(c.text)
@@ -97,7 +105,7 @@ def _think(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
                 text[i][k] = cut(c.text) + ANSWER_PREFIX
                 todo.append((i, k))
     if todo:
-        outs = meter.sample([i for i, _ in todo], [Prompt(problems[i].question, text[i][k]) for i, k in todo], n=1,
+        outs = meter.sample([i for i, _ in todo], [Prompt(questions[i], text[i][k]) for i, k in todo], n=1,
                             max_tokens=ANSWER_TOKENS, stop_at_step=True, **sampling)
         for (i, k), (c,) in zip(todo, outs):
             text[i][k] += c.text[:-1] if c.text.endswith(STEP_END) else c.text
@@ -109,14 +117,10 @@ def _think(policy: Policy, scorer: Scorer, problems: list[Problem], budget: int,
         win = vote(answers)
         j = answers.index(win) if win is not None else 0
         info = {"strategy": "think", "thinking_budget": tokens, "thinking_tokens": thought[i],
-                "answer_tokens": answered[i], "forced": forced[i], "answers": answers, "chosen": j, "parallel": K}
+                "answer_tokens": answered[i], "forced": forced[i], "answers": answers, "chosen": j, "parallel": K,
+                "length_prompt": targeted}
         out.append(SearchResult(win, text[i][j], math.nan, meter.ledger(i), info=info | meter.notes(i)))
     return out
-
-
-def answer_line(text: str) -> int:
-    """Where the first answer line of ``text`` starts; -1 when it has none."""
-    return ("\n" + text).find(STEP_END + ANSWER_PREFIX)
 
 
 def cut(thinking: str) -> str:

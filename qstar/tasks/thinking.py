@@ -32,6 +32,12 @@ Countdown chain with one retry (the first attempt slipped at 20*5; its candidate
 
 ``parse_thinking`` never raises; ``render_thinking`` writes lines back, and the two are inverse on well-formed lines
 (``well_formed``). ``thinking_stats`` counts the kinds (RL metrics). This module imports no model code.
+
+A thinking-length target (L1, Aggarwal & Welleck 2025) is an instruction appended to the question,
+``with_target(question, 48)`` -> "<question> Think for 48 tokens.": a model RL-trained on such prompts (GRPO's
+``length_targets`` with the ``length_target`` reward) serves every effort level from one checkpoint, its budget
+read from the prompt. ``thinking_length`` is what the target counts: the characters (qstar's tokens) before the
+answer line.
 """
 
 from __future__ import annotations
@@ -44,12 +50,15 @@ from qstar.tasks.countdown import is_back_line
 from qstar.tasks.format import ANSWER_PREFIX, CHECK_PREFIX, STEP_END, WAIT_STEP, clean_line, split_chain
 
 __all__ = ["KINDS", "RETRY_STEP", "CHECK_SEP", "Line", "parse_line", "parse_thinking", "render_thinking",
-           "well_formed", "answer_check_line", "cheap_check_line", "thinking_stats"]
+           "well_formed", "answer_check_line", "cheap_check_line", "thinking_stats", "answer_line", "thinking_length",
+           "with_target", "read_target", "parse_targets", "TARGET_TEMPLATE"]
 
 KINDS = ("step", "check", "recheck", "wait", "retry", "back")
 RETRY_STEP = "Retry"
 CHECK_SEP = " | "
 OK, WRONG = "ok", "wrong"
+#: L1's instruction; the question ends with it when the model was trained to follow a thinking-length target
+TARGET_TEMPLATE = " Think for {} tokens."
 
 
 @dataclass(frozen=True)
@@ -148,3 +157,55 @@ def thinking_stats(text: str) -> dict[str, int]:
         "backs": kinds.count("back"),
         "answered": int(answer is not None),
     }
+
+
+def answer_line(text: str) -> int:
+    """Where the first answer line of chain ``text`` starts; -1 when it has none. Never raises.
+
+    >>> answer_line("a\\nAnswer: 3"), answer_line("Answer: 3"), answer_line("a\\nb")
+    (2, 0, -1)
+    """
+    return ("\n" + text).find(STEP_END + ANSWER_PREFIX) if isinstance(text, str) else -1
+
+
+def thinking_length(text: str) -> int:
+    """Tokens of thinking in chain ``text`` (qstar's tokenizer: one per character): everything before the first
+    answer line, or the whole text when it has none."""
+    at = answer_line(text)
+    return len(text) if at < 0 else at
+
+
+def with_target(question: str, tokens: int) -> str:
+    """``question`` with L1's thinking-length instruction appended (see the module docstring).
+
+    >>> with_target("Is 0110 even or odd?", 48)
+    'Is 0110 even or odd? Think for 48 tokens.'
+    """
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        raise ValueError(f"a thinking-length target is a number of tokens >= 0, got {tokens!r}")
+    return question + TARGET_TEMPLATE.format(tokens)
+
+
+def read_target(question: str) -> int | None:
+    """The thinking-length target a question ends with (:func:`with_target`), else None. Never raises.
+
+    >>> read_target("Is 0110 even or odd? Think for 48 tokens."), read_target("Is 0110 even or odd?")
+    (48, None)
+    """
+    head, tail = TARGET_TEMPLATE.split("{}")
+    if not isinstance(question, str) or not question.endswith(tail):
+        return None
+    number = question[: len(question) - len(tail)].rpartition(head)[2]
+    return int(number) if number.isascii() and number.isdigit() else None
+
+
+def parse_targets(spec: str) -> list[int]:
+    """Thinking-length targets from a flag: ``"0,16,48"`` -> [0, 16, 48]; ValueError for anything but integers >= 0.
+
+    >>> parse_targets("0, 16,48"), parse_targets("")
+    ([0, 16, 48], [])
+    """
+    parts = [x.strip() for x in str(spec).split(",") if x.strip()]
+    if not all(x.isascii() and x.isdigit() for x in parts):
+        raise ValueError(f"thinking-length targets are token counts (integers >= 0), e.g. '0,16,48'; got {spec!r}")
+    return [int(x) for x in parts]
