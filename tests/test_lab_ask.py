@@ -114,8 +114,13 @@ def test_the_effort_table_decides_and_the_check_or_agreement_judges(capsys):
                                       "are they?", effort="low"), policy=Voter(["28 and 7"]))
     assert ages["task"] == "ages" and ages["status"] == "answered" and ages["checked"] is None
     assert ages["verified"] is None and "not checked" in ages["message"]  # recognised, not parsed: no evidence
-    split = run_ask(AskConfig(question="what is 12 times 34", effort="xhigh"),
-                    policy=Voter(["408", "407", "406", "405"]))  # mult has no reference-free check
+    nines = run_ask(AskConfig(question="what is 12 times 34", effort="xhigh"),
+                    policy=Voter(["408", "407", "406", "405"]))  # mult's cheap check: casting out nines
+    assert nines["status"] == "answered" and nines["checked"] is True and "(casting out nines)" in nines["message"]
+    slip = run_ask(AskConfig(question="what is 12 times 34", effort="low"), policy=Voter(["407"]))
+    assert slip["status"] == "unsure" and "fails the mult task's cheap check (casting out nines)" in slip["message"]
+    split = run_ask(AskConfig(question="Is the number of 1s in 0110100111010110 even or odd?", effort="xhigh"),
+                    policy=Voter(["even", "odd", "odd even", "even odd"]))  # parity has no check of any kind
     assert split["status"] == "unsure" and "disagree" in split["message"] and split["samples"] == 4
 
 

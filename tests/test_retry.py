@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from qstar.learn.retry import RETRY_KINDS, check_line, mixed, parse_check, retry_examples
+from qstar.learn.retry import RETRY_KINDS, check_line, corpus, mixed, parse_check, retry_examples
 from qstar.tasks import get_task
 from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP, split_chain
 
@@ -166,3 +166,19 @@ def test_chain_metrics_count_lengths_checks_and_their_precision_and_recall():
     lying = right.replace(" ok\n", " wrong\n")  # a check that rejects the right answer: a false alarm
     m = chain_metrics([p], [lying], [5])
     assert m["check_precision"] == 0.0 and m["check_recall"] is None and m["len_incorrect"] is None
+
+
+def test_a_mixture_corpus_keeps_the_families_that_cannot_make_a_kind():
+    # decimals has no cheap check: its problems get their reference chains, so the family stays in the corpus
+    from collections import Counter
+
+    from qstar.tasks.routes import route
+
+    draw, rng = corpus(get_task("mixture"), "checked=1"), random.Random(0)
+    seen = Counter()
+    for _ in range(200):
+        question, chain = draw(rng)
+        routed = route(question)
+        seen[(routed.task if routed else None, CHECK_PREFIX in chain)] += 1
+    assert seen[("decimals", False)] > 10 and seen[("decimals", True)] == 0
+    assert all(seen[(family, True)] > 10 for family in ("mult", "letters", "cipher", "ages", "countdown"))

@@ -7,8 +7,9 @@
    over 4 budgeted chains. The reasoner thinks on the task's own phrasing of the question; the reply shows the
    thinking lines (attempts, checks, retries) and the answer. ``--effort all`` shows the thinking at every level.
 3) Judge: the task's reference-free check (it reads the question, never a gold answer) decides where the task has
-   one; elsewhere agreement among the chains measures confidence (one chain is no evidence either way). A rejected
-   answer, or agreement below ``min_agreement``, makes the reply say it is not confident instead of asserting it.
+   one, else its cheap check of the candidate (``Task.cheap_check``: casting out nines, ...); elsewhere agreement
+   among the chains measures confidence (one chain is no evidence either way). A rejected answer, or agreement
+   below ``min_agreement``, makes the reply say it is not confident instead of asserting it.
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def think(cfg: AskConfig, problem, level: str, *, policy) -> dict:
     steps, _ = split_chain(res.chain)
     # reference-free check (judges from the question alone; None: the task has none) and the exact verifier
     check = task.check(problem, res.answer) if parsed else None
+    how = "own check"
+    if check is None and parsed and res.answer is not None:  # else its cheap check (casting out nines, ...)
+        cheap = task.cheap_check(problem, res.answer)
+        check, how = (cheap[1], f"cheap check ({task.check_method})") if cheap else (None, how)
     correct = task.accepts(problem, res.answer) if parsed else None
     slips = _failing_steps(task, problem, steps) if parsed else 0
     chosen = res.info.get("chosen", 0)  # think's per-chain info, of the chain it answers with
@@ -128,12 +133,12 @@ def think(cfg: AskConfig, problem, level: str, *, policy) -> dict:
         out.update(status="unsure", message="I couldn't reach an answer: none of my attempts finished with one.")
     elif check is False:
         out.update(status="unsure", message=f"I'm not confident: my best answer {res.answer} fails the "
-                                            f"{problem.task} task's own check ({agree_text}).")
+                                            f"{problem.task} task's {how} ({agree_text}).")
     elif check is None and len(answers) > 1 and agreement < cfg.min_agreement:
         out.update(status="unsure", message=f"I'm not confident: my attempts disagree ({agree_text} on "
                                             f"{res.answer}), so treat it as a guess.")
     else:
-        passed = "; it passes the task's own check" if check else ""
+        passed = f"; it passes the task's {how}" if check else ""
         if check is None and len(answers) == 1:
             passed = "; not checked: no reference-free check applies to it"
         if check and slips:  # say so rather than pass off a lucky chain as sound reasoning

@@ -12,7 +12,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from qstar.lab.analysis import bootstrap_ci, interpolate, wilson
+from qstar.lab.analysis import bootstrap_ci, deployable, interpolate, record_kind, wilson
+from qstar.scorers.kinds import DEPLOYABLE
 
 SPAN_TARGET = 0.30  # both spans should reach 30 points (the thinking issue's targets)
 THINK = "think"  # the strategy whose budget is the thinking budget (qstar.search.thinking)
@@ -51,7 +52,7 @@ def thinking_span(records: list[dict], *, resamples: int = 2000) -> dict | None:
     by_budget: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     tokens: dict[int, list[float]] = defaultdict(list)
     for r in records:
-        if r["kind"] == "test" and r["strategy"] == THINK and not r.get("oracle"):
+        if r["kind"] == "test" and r["strategy"] == THINK and record_kind(r) in DEPLOYABLE:
             for key, ok in zip(r["problems"], r["outcomes"]):
                 by_budget[r["budget"]][key].append(float(ok))
             tokens[r["budget"]] += [float(t) for t in r["tokens"]]
@@ -72,9 +73,10 @@ def thinking_span(records: list[dict], *, resamples: int = 2000) -> dict | None:
 def winner(curves: dict[str, list[dict]], task: str, *, tie: float = 0.05) -> list[str]:
     """Which way of spending tokens wins, in words, per model: at each parallel curve's measured costs, the thinking
     line (interpolated in log tokens, never extrapolated) against that curve, a difference under ``tie`` being a tie;
-    and what the parallel strategies buy beyond the thinking line's end. Deployable lines only (no oracles)."""
+    and what the parallel strategies buy beyond the thinking line's end. Deployable lines only (verifier and learned
+    scorers: no oracle or solver)."""
     think = {k: v for k, v in curves.items() if v[0]["strategy"] == THINK}
-    others = {k: v for k, v in curves.items() if v[0]["strategy"] != THINK and not v[0]["oracle"]}
+    others = {k: v for k, v in curves.items() if v[0]["strategy"] != THINK and deployable(v)}
     lines = []
     for tl, tpts in think.items():
         end = max(tpts, key=lambda p: p["tokens_per_problem"])

@@ -161,17 +161,6 @@ def corpus(task: Task, spec: str | dict[str, float], *, seed: int = 0, split: st
            max_chars: int = 480) -> Callable[[random.Random], Example]:
     """Endless source ``rng -> (question, chain)`` mixing ``CORPUS_KINDS`` by weight (a spec string or a dict)."""
     mix = parse_mix(spec) if isinstance(spec, str) else spec
-    probe = task.generate(64, seed=seed, split=split)
-    for kind in (k for k, w in mix.items() if w > 0):  # a kind the task cannot make would silently skew the mixture
-        errors = []
-        for p in probe:
-            try:
-                CORPUS_KINDS[kind](task, p, random.Random(0))
-                break
-            except (ValueError, NotImplementedError) as e:
-                errors.append(str(e))
-        else:
-            raise ValueError(f"{task.name} cannot make {kind!r} chains ({errors[-1] if errors else 'no problems'})")
     return retry_examples(task, kinds=[k for k, w in mix.items() if w > 0],
                           weights=[w for w in mix.values() if w > 0], seed=seed, split=split, max_chars=max_chars)
 
@@ -185,15 +174,28 @@ def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "w
     Examples longer than ``max_chars`` characters (question + chain; one token each) are skipped so they fit a
     model's context (512 tokens for the presets).
 
-    Problems a kind cannot handle (e.g. a Countdown gold answer with fractions) are skipped; ValueError when
-    none of the first 64 problems works (the task has no ``corrupt``/``steps``, or the kind does not apply).
+    A problem the drawn kind cannot handle (a mixture's family without a cheap check, a Countdown gold answer with
+    fractions) gets its reference chain instead, so no family drops out of the mixture; one that cannot have that
+    either is skipped. ValueError when a kind works on none of 64 probe problems (the task has no
+    ``corrupt``/``steps``/cheap check, or every chain is longer than ``max_chars``).
     """
     unknown = [k for k in kinds if k not in CORPUS_KINDS]
     if unknown or not kinds:
         raise ValueError(f"unknown corpus kinds {unknown or kinds}; choose from {', '.join(CORPUS_KINDS)}")
     kinds = list(kinds)
+    probe = task.generate(64, seed=seed, split=split)
+    for kind in kinds:  # a kind the task cannot make at all would silently skew the mixture
+        errors = []
+        for p in probe:
+            try:
+                _make(task, p, kind, random.Random(0), max_chars)
+                break
+            except (ValueError, NotImplementedError) as e:
+                errors.append(str(e))
+        else:
+            raise ValueError(f"{task.name} cannot make {kind!r} chains ({errors[-1] if errors else 'no problems'})")
     buf: list[Problem] = []
-    state = {"seed": seed * 7919 + 17, "fails": 0, "ok": 0}
+    state = {"seed": seed * 7919 + 17}
 
     def draw(rng: random.Random) -> Example:
         while True:
@@ -203,18 +205,22 @@ def retry_examples(task: Task, *, kinds: Sequence[str] = ("retry", "wait_ok", "w
             p = buf.pop()
             kind = rng.choice(kinds) if weights is None else rng.choices(kinds, weights=weights)[0]
             try:
-                chain = CORPUS_KINDS[kind](task, p, rng)
-                if len(p.question) + len(chain) + 3 > max_chars:
-                    raise ValueError(f"longer than max_chars={max_chars}")
-            except (ValueError, NotImplementedError) as e:
-                state["fails"] += 1
-                if state["ok"] == 0 and state["fails"] >= 64:
-                    raise ValueError(f"{task.name}: cannot make {kind!r} chains ({e})") from None
-                continue
-            state["ok"] += 1
+                chain = _make(task, p, kind, rng, max_chars)
+            except (ValueError, NotImplementedError):
+                try:  # e.g. a mixture's family without a cheap check: its reference chain keeps the family in
+                    chain = _make(task, p, "long", rng, max_chars)
+                except (ValueError, NotImplementedError):
+                    continue
             return p.question, chain
 
     return draw
+
+
+def _make(task: Task, problem: Problem, kind: str, rng: random.Random, max_chars: int) -> str:
+    chain = CORPUS_KINDS[kind](task, problem, rng)
+    if len(problem.question) + len(chain) + 3 > max_chars:
+        raise ValueError(f"longer than max_chars={max_chars}")
+    return chain
 
 
 def mixed(base: Source, extra: Callable[[random.Random], Example], fraction: float) -> Callable:
