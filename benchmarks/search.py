@@ -4,14 +4,20 @@
 
 Without --task the checkpoint's own task is evaluated (a note on stderr says when --task names another one).
 
-Prints one JSON line per (strategy, budget): strategy, label, budget, accuracy, ci_low, ci_high,
-tokens_per_problem, flops_per_problem, seconds, scorer, oracle, and nodes_per_second for tree strategies.
+Prints one JSON line per (strategy, budget, seed): strategy, label, budget, seed, accuracy, ci_low, ci_high,
+tokens_per_problem, flops_per_problem, seconds, scorer, oracle, scorer_kind, and nodes_per_second for tree
+strategies. ``mcts_gumbel`` is mcts with the Gumbel + Sequential Halving root rule (``root="gumbel"``).
+The last line is the verdict: efficiency_vs_best_of_n (how many times fewer generated tokens per problem the best
+strategy needs to reach best-of-N's top accuracy, best-of-N using the same scorer kind), ci_low and ci_high (its 95%
+paired bootstrap interval over problems), strategy, scorer_kind (only verifier and learned scorers make this verdict:
+with an oracle or solver scorer the factor is null and the note says so), and mcts_falls (per MCTS root rule, whether
+accuracy at the largest budget is below the curve's peak beyond the paired interval).
 Without --checkpoint it trains a tiny model for --train-steps updates first (so the script always runs; a step
 budget, so every host gets the same checkpoint; --max-seconds is only a safety cap, and a checkpoint it cut short
 is flagged with "cut_short": true on every line).
 
-Defaults are sized for a 2-core CPU: 24 problems x 9 strategies x 7 budgets with a ~0.2-1M-parameter model takes
-roughly 10-20 minutes; pass --budgets 1 2 4 8 or fewer strategies for a quick look.
+Defaults are sized to separate strategies (100 problems, 2 seeds: a cell's interval is about +-10 points), which
+takes hours on a 2-core CPU; pass --problems 24 --seeds 0 --budgets 1 2 4 8 or fewer strategies for a quick look.
 """
 
 from __future__ import annotations
@@ -36,18 +42,24 @@ class BenchConfig:
     """Task to evaluate on; empty: the one the checkpoint was trained on, else the demo's default mixture (five of its
     six families have a programmatic checker; multiplication has none, so on mult alone only the unscored strategies
     and learned scorers apply)."""
-    problems: int = 24
-    """Problems per (strategy, budget); 24 keeps the full sweep to minutes on 2 cores."""
+    problems: int = 100
+    """Problems per (strategy, budget); fewer than 100 cannot separate strategies (+-20 points at 24)."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Sampling seeds per cell (the problems stay the same; results pool per problem)."""
     budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     """Budgets N (chains worth of compute per problem)."""
     strategies: tuple[str, ...] = ()
-    """Strategies to run (default: all but think, whose budget is thinking tokens rather than chains)."""
-    scorer: str = "checker"
-    """Scorer for the strategies that use one: none, checker, oracle, orm, prm."""
+    """Strategies to run (default: all but think, whose budget is thinking tokens rather than chains, plus
+    mcts_gumbel)."""
+    scorer: str = "cheap"
+    """Scorer for the strategies that use one: none, cheap (a verifier on every task), checker (a solver on most
+    tasks: a ceiling), oracle, orm, prm (learned ones need --scorer-checkpoint)."""
+    scorer_checkpoint: str = ""
+    """Checkpoint of a learned scorer (orm/prm/value)."""
     split: str = "test"
     """Problem split."""
     seed: int = 0
-    """Seed for problems and sampling."""
+    """Seed for the problems (and the fallback checkpoint)."""
     temperature: float = 0.8
     """Sampling temperature for the sampling and tree strategies."""
     max_tokens: int = 128
@@ -66,36 +78,68 @@ def tiny_checkpoint(task: str, steps: int, seed: int, max_seconds: float = SAFET
                            eval_problems=50)
 
 
+#: pseudo-strategies: (strategy, knobs)
+VARIANTS = {"mcts_gumbel": ("mcts", {"root": "gumbel"})}
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(BenchConfig, argv, prog="benchmarks/search.py")
+    from qstar.lab import analysis
     from qstar.model.checkpoint import task_for
     from qstar.model.policy import load_policy
-    from qstar.scorers import get_scorer
+    from qstar.scorers import get_scorer, learned_kind
     from qstar.search import STRATEGIES, get_strategy, strategy_spec
     from qstar.search.options import SearchOptions
     from qstar.search.run import run_strategy
     from qstar.tasks import get_task
 
     # think's budget is thinking tokens, not chains: its rows would sit on another scale (--strategies think runs it)
-    names = list(cfg.strategies) or [s for s in STRATEGIES if s != "think"]
+    names = list(cfg.strategies) or [s for s in STRATEGIES if s != "think"] + list(VARIANTS)
     for name in names:
-        get_strategy(name)  # fail fast on a typo
+        get_strategy(VARIANTS.get(name, (name,))[0])  # fail fast on a typo
     task = task_for(cfg.task, [cfg.checkpoint], default="mixture")
     checkpoint, trained = cfg.checkpoint, {}
     if not checkpoint:
         checkpoint, trained = tiny_checkpoint(task, cfg.train_steps, cfg.seed, cfg.max_seconds)
         trained = {"cut_short": trained["sft_cut_short"], "train_steps": trained["sft_steps"]}
     policy = load_policy(checkpoint, seed=cfg.seed)
-    scorer = get_scorer(cfg.scorer)
+    scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
     problems = get_task(task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
-    for name in names:
-        for budget in cfg.budgets:
-            # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
-            options = SearchOptions(temperature=None if strategy_spec(name).deterministic else cfg.temperature,
-                                    max_tokens=cfg.max_tokens)
-            row, _ = run_strategy(policy, scorer, problems, strategy=name, budget=budget, options=options)
-            print(json.dumps(row | {"task": task} | trained), flush=True)
+    records = []
+    for seed in cfg.seeds:
+        for name in names:
+            strategy, knobs = VARIANTS.get(name, (name, {}))
+            for budget in cfg.budgets:
+                # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
+                options = SearchOptions(temperature=None if strategy_spec(strategy).deterministic else cfg.temperature,
+                                        max_tokens=cfg.max_tokens, seed=seed)
+                row, rows = run_strategy(policy, scorer, problems, strategy=strategy, budget=budget, options=options,
+                                         **knobs)
+                print(json.dumps(row | {"strategy": name, "seed": seed, "task": task} | trained), flush=True)
+                records.append(record(name, budget, seed, row, rows))
+    print(json.dumps(verdict(analysis, records) | {"task": task} | trained), flush=True)
     return 0
+
+
+def record(name: str, budget: int, seed: int, summary: dict, rows) -> dict:
+    """One (strategy, budget, seed) run as a metrics ``test`` record (``qstar.lab.metrics``), for the analysis."""
+    return {"kind": "test", "key": f"{name}/{budget}/{seed}", "model": "m", "strategy": name, "budget": budget,
+            "seed": seed, "scorer": summary["scorer"], "oracle": summary["oracle"],
+            "scorer_kind": summary["scorer_kind"], "problems": [f"{p.task}:{p.key}" for p, _, _ in rows],
+            "outcomes": [int(bool(c)) for _, _, c in rows], "tokens": [r.ledger.generated_tokens for _, r, _ in rows],
+            "flops": [r.ledger.flops for _, r, _ in rows]}
+
+
+def verdict(analysis, records: list[dict]) -> dict:
+    """The last line: the efficiency factor with its interval (deployable scorers only) and MCTS's trend."""
+    curves = analysis.test_curves(records)
+    eff = analysis.efficiency(curves)
+    mcts = {label: analysis.falls(pts) for label, pts in curves.items() if pts[0]["strategy"] in ("mcts",
+                                                                                                 "mcts_gumbel")}
+    return {"efficiency_vs_best_of_n": eff["factor"], "ci_low": eff["ci_low"], "ci_high": eff["ci_high"],
+            "strategy": eff["strategy"], "scorer_kind": eff["scorer_kind"] or records[0]["scorer_kind"],
+            "target_accuracy": eff["target_accuracy"], "baseline_tokens": eff["baseline_tokens"],
+            "strategy_tokens": eff["strategy_tokens"], "note": eff.get("note"), "mcts_falls": mcts}
 
 
 if __name__ == "__main__":

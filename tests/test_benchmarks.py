@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -152,7 +153,8 @@ def test_data_dir_resolution_and_clear_errors(tmp_path, monkeypatch):
 
 BENCH = REPO / "benchmarks"
 SCRIPT_CONFIGS = {"grpo_vs_trl": "BenchConfig", "grpo": "BenchConfig", "countdown_ei": "Args", "prm": "Args",
-                  "retry": "Args", "optimizers": "BenchConfig", "search": "BenchConfig", "sampler": "Args"}
+                  "retry": "Args", "optimizers": "BenchConfig", "search": "BenchConfig", "sampler": "Args",
+                  "labels": "Args"}
 
 
 def common():
@@ -271,3 +273,14 @@ def test_a_run_stopped_by_its_safety_cap_is_cut_short(capsys):
     assert capsys.readouterr().err == ""
     short = c.sft_report({"steps": 120, "train_seconds": 3600.0, "greedy_accuracy": 0.0}, 400)
     assert short["sft_cut_short"] and "after 120 of 400 updates" in capsys.readouterr().err
+
+
+def test_label_quality_counts_against_exact_labels():
+    import doctest
+
+    module = bench("labels")
+    assert doctest.testmod(module).failed == 0  # label_quality's hand-computed example
+    q = module.label_quality([1, 1, 1], [1.0, 0.0, 0.75], threshold=0.5)
+    assert (q["precision"], q["recall"]) == (1.0, 2 / 3) and math.isnan(q["specificity"]) and math.isnan(q["auc"])
+    with pytest.raises(ValueError, match="3 exact labels for 2"):
+        module.label_quality([1, 1, 1], [1.0, 0.0], threshold=0.5)

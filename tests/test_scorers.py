@@ -96,7 +96,7 @@ def test_length_mismatch_is_a_clear_error():
 
 
 @settings(max_examples=40, deadline=None)
-@given(text=st.text(max_size=60), task=st.sampled_from(TASKS), name=st.sampled_from(["oracle", "checker"]))
+@given(text=st.text(max_size=60), task=st.sampled_from(TASKS), name=st.sampled_from(["oracle", "checker", "cheap"]))
 def test_scorers_never_raise_on_arbitrary_text(text, task, name):
     p, s = problem(task), get_scorer(name)
     scores = s.score([p, p], [text, "Answer: " + text])

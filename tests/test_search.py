@@ -143,6 +143,50 @@ def test_mcts_golden_tree():
     assert policy.calls == 4 and r.info["simulations"] == 3
 
 
+# -- Gumbel MCTS golden tree ------------------------------------------------------------------------------------------
+GUMBEL = {"": [("A\n", 0.0), ("B\n", 0.0), ("C\n", 0.0), ("D\n", 0.0)], "A\n": [("Answer: 1", 0.0)],
+          "B\n": [("Answer: 2", 0.0)], "C\n": [("Answer: 3", 0.0)], "D\n": [("Answer: 4", 0.0)]}
+GUMBEL_SCORES = {"A": 0.4, "B": 0.6, "C": 0.3, "D": 0.5, "Answer: 1": 0.2, "Answer: 2": 1.0, "Answer: 3": 0.9,
+                 "Answer: 4": 0.1}
+
+
+def test_gumbel_sequential_halving_golden_tree():
+    # gumbel_scale=0: no noise, and equal priors (log .25 each), so a root child's score g + log P + sigma(Q),
+    # sigma(Q) = (50 + max N) * 1 * Q, ranks the children by Q. sim 1 expands the root: A .4, B .6, C .3, D .5.
+    # The other 6 simulations follow halving_schedule(4, 6) = [0, 0, 0, 0, 1, 1]: phase 1 gives each of the 4
+    # children max(1, 6 // (2 * 4)) = 1 simulation, phase 2 each of the best 2 max(1, 6 // (2 * 2)) = 1 more.
+    # sim 2 (want 0 sims): B (.6) -> "Answer: 2" (1.0), B = (.6 + 1) / 2 = .8. sim 3: of A .4, C .3, D .5 -> D ->
+    # "Answer: 4" (.1), D = .3. sim 4: of A .4, C .3 -> A -> "Answer: 1" (.2), A = .3. sim 5: C -> "Answer: 3"
+    # (.9), C = .6. sim 6 (want 1 sim): A .3, B .8, C .6, D .3 -> B; below it PUCT reaches the finished
+    # "Answer: 2" and backs up 1.0 again without the policy: B = 2.6 / 3. sim 7: of A, C, D -> C (.6), .9 again:
+    # C = 2.1 / 3 = .7. Choice: the most simulated (B, C: 2 each) with the highest score: B (.867 > .7).
+    # PUCT (c_puct 1.5) on the same tree spends sims 2-7 all under B and never expands A, C or D.
+    policy, _, [r] = run("mcts", GUMBEL, budget=7, scorer=StepScorer(GUMBEL_SCORES), width=4, root="gumbel",
+                         gumbel_scale=0.0)
+    expected = {"nodes": [
+        node(0, None, "", None, 10, 0.59, 1.0),
+        node(1, 0, "A", 0.4, 2, 0.3, 0.25),
+        node(2, 0, "B", 0.6, 3, 0.866667, 0.25),
+        node(3, 0, "C", 0.3, 3, 0.7, 0.25),
+        node(4, 0, "D", 0.5, 2, 0.3, 0.25),
+        node(5, 2, "Answer: 2", 1.0, 2, 1.0, 1.0, True),
+        node(6, 4, "Answer: 4", 0.1, 1, 0.1, 1.0, True),
+        node(7, 1, "Answer: 1", 0.2, 1, 0.2, 1.0, True),
+        node(8, 3, "Answer: 3", 0.9, 2, 0.9, 1.0, True),
+    ], "chosen": [0, 2, 5]}
+    assert r.tree == expected
+    assert (r.answer, r.info["root"], policy.calls) == ("2", "gumbel", 5)  # sims 6 and 7 called no policy
+
+
+def test_gumbel_noise_is_seeded_and_bad_root_rules_are_refused():
+    def tree(seed, scale=5.0):
+        return run("mcts", GUMBEL, budget=5, scorer=StepScorer(GUMBEL_SCORES), width=4, root="gumbel",
+                   gumbel_scale=scale, seed=seed)[2][0].tree
+    assert tree(0) == tree(0) and tree(0) != tree(0, scale=0.0)  # the draws reorder the phase-1 visits
+    with pytest.raises(ValueError, match="root rule"):
+        run("mcts", GUMBEL, budget=2, root="uct")
+
+
 def test_tree_json_round_trip_and_strict_json():
     for name in ("beam", "dvts", "mcts"):
         _, _, [r] = run(name, MCTS, budget=3, scorer=StepScorer({**MCTS_SCORES, "B": math.nan}), width=2)

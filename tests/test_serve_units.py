@@ -172,3 +172,8 @@ def test_batching_lone_caller_does_not_wait_and_errors_propagate():
     b.close()
     with pytest.raises(RuntimeError, match="closed"):
         b.sample([Prompt("q")])
+
+
+def test_reasoner_refuses_a_solver_scorer_naming_its_kind():
+    with pytest.raises(ValueError, match="'checker' is a solver on .*recomputes the answer"):
+        Reasoner(EchoPolicy(), {"high": Effort("beam", 2, "checker")})

@@ -64,7 +64,8 @@ def test_chart(curves: dict[str, list[dict]], *, title: str = "Test-time compute
     for i, (label, pts) in enumerate(curves.items()):
         x = [p["tokens_per_problem"] for p in pts]
         color = f"C{i % 10}"
-        style = "--" if pts[0]["oracle"] or label.endswith("(ceiling)") else "-"  # ceilings, not results
+        # oracle and solver scorers (qstar.scorers.kinds) are ceilings, not results
+        style = "--" if pts[0]["oracle"] or pts[0].get("scorer_kind") in ("oracle", "solver") else "-"
         ax.fill_between(x, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts], color=color,
                         alpha=0.12, linewidth=0)
         ax.plot(x, [100 * p["accuracy"] for p in pts], "o" + style, color=color, label=label, markersize=4)

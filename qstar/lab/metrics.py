@@ -7,6 +7,7 @@ Record kinds (field ``kind``), documented once here:
   n (problems evaluated), correct (how many greedy answers verified), seconds (cumulative train time).
 - ``test``: one sweep cell (model x strategy x budget x seed).
   key (cell identity), model, strategy, budget (the strategy's N), seed, scorer, oracle (scorer reads the gold answer),
+  scorer_kind (oracle | solver | verifier | learned, ``qstar.scorers.kinds``; absent in older records),
   problems (problem keys, [P]), outcomes (0/1 per problem, [P]), tokens (generated tokens per problem, [P]),
   flops (policy + scorer forward FLOPs per problem, [P]), seconds (wall time of the cell).
 - ``tree``: one search tree to draw. strategy, question, answer, gold, correct, tree (SearchResult.tree JSON).

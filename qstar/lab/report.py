@@ -51,6 +51,7 @@ def analyze(records: list[dict], *, baseline: str = analysis.BASELINE, cut_short
     curves = analysis.test_curves(records)
     table = analysis.matched_compute(curves, baseline=baseline)
     eff = analysis.efficiency(curves, baseline=baseline)
+    paired = analysis.paired_vs_baseline(curves, table, baseline=baseline)
     sp = analysis.spans(train, curves)
     verdict = (f"Span target (a rise of {sp['target']:g} points on both charts): the train curve rises "
                f"{sp['train']:.1f} points, the best deployable test curve {sp['test_best']:.1f}: "
@@ -75,7 +76,8 @@ def analyze(records: list[dict], *, baseline: str = analysis.BASELINE, cut_short
         note = (f"CUT SHORT: the time cap stopped {', '.join(cut_short)} before its update budget, so these figures "
                 "are not those of the configured run")
         verdicts = [note + "."] + [f"{v} ({note.split(':')[0].lower()})" for v in verdicts]
-    return {"train_curve": train, "test_curves": curves, "matched": table, "efficiency": eff, "spans": sp,
+    return {"train_curve": train, "test_curves": curves, "matched": table, "paired": paired, "efficiency": eff,
+            "spans": sp,
             "rl_span": rl, "thinking_span": think, "verdicts": verdicts, "cut_short": list(cut_short)}
 
 
@@ -158,10 +160,24 @@ def _efficiency(eff: dict) -> str:
     if eff["factor"] is None:
         return f"<p class='eff'>Efficiency vs {html.escape(eff['baseline'])}: <b>not reached</b> &mdash; " \
                f"{html.escape(eff.get('note', ''))}.</p>"
-    return (f"<p class='eff'>Efficiency vs {html.escape(eff['baseline'])}: <b>{eff['factor']:.2f}&times;</b> fewer "
+    ci = (f" (95% interval {eff['ci_low']:.2f}&ndash;{eff['ci_high']:.2f}&times;)"
+          if eff.get("ci_low") is not None else "")
+    return (f"<p class='eff'>Efficiency vs {html.escape(eff['baseline'])} ({html.escape(str(eff['scorer_kind']))} "
+            f"scorers): <b>{eff['factor']:.2f}&times;</b>{ci} fewer "
             f"tokens per problem for <b>{html.escape(eff['strategy'])}</b> to reach {html.escape(eff['baseline'])}'s "
             f"top accuracy {pct(eff['target_accuracy'])} ({eff['strategy_tokens']:.0f} vs "
             f"{eff['baseline_tokens']:.0f} tokens; {html.escape(eff['note'])}).</p>")
+
+
+def _paired_table(table: dict, paired: dict) -> str:
+    """Each curve minus its baseline at the matched levels, with the paired 95% interval; bold where it excludes 0."""
+    def cell(d: dict | None) -> str:
+        if d is None:
+            return "&ndash;"
+        txt = f"{100 * d['diff']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+        return f"<b>{txt}</b>" if d["ci_low"] > 0 or d["ci_high"] < 0 else txt
+    head = ["strategy"] + [f"{t:.0f} tok" for t in table["levels"]]
+    return _table(head, [[html.escape(label)] + [cell(d) for d in row] for label, row in paired.items()], "paired")
 
 
 def _fmt(v) -> str:
@@ -180,9 +196,9 @@ def _fmt(v) -> str:
 def _page(res: dict, png_train: bytes, png_test: bytes, trees: list[dict], *, title: str, run_info: dict) -> str:
     info = "".join(f"<li><b>{html.escape(str(k))}</b>: {_fmt(v)}</li>" for k, v in run_info.items())
     verdicts = "".join(f"<li>{html.escape(v)}</li>" for v in res["verdicts"])
-    oracle = any(p["oracle"] for pts in res["test_curves"].values() for p in pts)
+    kinds = {pts[0].get("scorer_kind") for pts in res["test_curves"].values()}
+    oracle, solver = "oracle" in kinds, "solver" in kinds
     scorers = {pts[0].get("scorer") or "" for pts in res["test_curves"].values()}
-    checked = any("checker" in sc for sc in scorers) or any("@checker" in label for label in res["test_curves"])
     learned = sorted(sc for sc in scorers if sc in ("prm", "orm"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -194,10 +210,10 @@ Every number below is computed from <code>metrics.jsonl</code>; nothing is smoot
 <section id="verdicts"><h2>What the numbers say</h2><ul>{verdicts}</ul>
 <p class="note">A curve is called flat when its accuracy span is under {analysis.FLAT_POINTS:g} points.
 {"Curves marked (oracle) use a scorer that reads the gold answer: analysis only, not deployable." if oracle else ""}
-{"Lines scored by <code>checker</code> (or <code>checker+prm</code>: the checker where it can judge, the PRM "
- "elsewhere) use the reference-free programmatic checker: it never reads the gold answer, but it recomputes letter "
- "counts and decimal comparisons from the question and checks Countdown, equations, cipher and multiplication steps "
- "exactly, so it is as strong as a verifier can be: read it as the ceiling for learned ones." if checked else ""}
+{"Curves marked (ceiling) use a solver scorer: it never reads the gold answer, but it recomputes the answer or "
+ "the reference chain from the question (the <code>checker</code> on letters, decimals and every step check that "
+ "compares with the reference chain), so it selects as an oracle would: a ceiling, not a result. Headline verdicts "
+ "use only verifier and learned scorers." if solver else ""}
 {f"Lines named <code>@{learned[0]}</code> rank with the learned {learned[0].upper()} alone." if learned else ""}
 </p></section>
 <section class="charts">
@@ -207,7 +223,7 @@ incorrect chains below (or vs training FLOPs when RL was not run); bands are 95%
 <figure id="chart-test">{_img(png_test, "test-time compute chart")}<figcaption>Chart 2 &middot; accuracy vs generated
 tokens per problem: <code>think</code> is one greedy chain under a growing thinking budget (no scorer), the others
 spend the same tokens in parallel; one line per strategy, seeds pooled; bands are 95% bootstrap intervals over
-problems; dashed lines use an oracle-equivalent scorer and are ceilings, not results.
+problems; dashed lines use an oracle or solver scorer and are ceilings, not results.
 </figcaption></figure></section>
 <!--examples-->
 <section id="efficiency"><h2>Efficiency</h2>{_efficiency(res["efficiency"])}
@@ -215,6 +231,9 @@ problems; dashed lines use an oracle-equivalent scorer and are ceilings, not res
 Another strategy's cost = where its curve first crosses the target, interpolated linearly in log(tokens) between
 measured points, never extrapolated.</p></section>
 <section id="matched"><h2>Accuracy at matched compute</h2>{_matched_table(res["matched"])}
+<p class="note">Each curve minus the baseline of its scorer kind at the same columns, in points, with a 95% paired
+bootstrap interval over problems (the same resampled problems for both; bold: the interval excludes 0):</p>
+{_paired_table(res["matched"], res.get("paired", {}))}
 <p class="note">Columns are the baseline's measured token costs; other curves are interpolated in log(tokens)
 (a column within {round(100 * (analysis.END_SLACK - 1))}% of a curve's end takes that end's measured value);
 &ndash; means that curve was not measured that far.</p></section>

@@ -13,12 +13,19 @@ the answer line (``"Answer: X"``); that step is scored like the whole chain's ou
   up to ``STEP_SLIP`` for the share of its steps that fail their checks. A task with step checks but no
   outcome check (multiplication) scores a chain by its steps: any failing step -> 0, all passing -> 1. Where the task
   can judge neither the score is 0.5 = unknown; a chain without an answer scores 0.
+- ``cheap``: only the checks that verify without solving again (``qstar.scorers.kinds``): ``task.cheap_check`` on
+  the answer (evaluation, substitution, re-encoding, casting out nines) and the step checks that do not compare
+  with the reference chain (Countdown's). 0.5 where the task has none. A verifier on every task: what ``serve`` and
+  the headline verdicts may use.
+
+Each declares its kind (``scorer_kind``, per task): oracle, solver or verifier (see ``qstar.scorers.kinds``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from qstar.scorers.kinds import judging_kind, most_privileged, task_checks
 from qstar.tasks import task_of
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, split_chain
@@ -46,6 +53,9 @@ class ConstantScorer:
     def __init__(self, value: float = UNKNOWN, *, name: str = "none") -> None:
         self.value, self.name = float(value), name
 
+    def scorer_kind(self, task: str) -> str | None:
+        return None  # judges nothing, reads nothing
+
     def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
         _check_lengths(problems, chains)
         return [self.value] * len(chains)
@@ -62,6 +72,7 @@ class OracleScorer:
     name = "oracle"
     oracle = True
     params = 0
+    scorer_kind = "oracle"
 
     def _verify(self, problem: Problem, text: str) -> bool:
         return task_of(problem.task).judge(problem, text).correct
@@ -100,6 +111,11 @@ class CheckerScorer:
     oracle = False
     params = 0
 
+    def scorer_kind(self, task: str) -> str | None:
+        """The outcome check's and step check's kinds, the most privileged (a solver on most tasks)."""
+        checks = task_checks(task)
+        return most_privileged((checks.outcome, checks.steps))
+
     def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
         _check_lengths(problems, chains)
         return [self._outcome(p, c) for p, c in zip(problems, chains)]
@@ -110,8 +126,18 @@ class CheckerScorer:
         for p, s in zip(problems, steps):
             task, s = task_of(p.task), list(s)
             out.append([self._outcome(p, "".join(x + "\n" for x in s[:j]) + step) if step.startswith(ANSWER_PREFIX)
-                        else _tri(check_step_safely(task, p, s[:j], step)) for j, step in enumerate(s)])
+                        else _tri(self._step(task, p, s[:j], step)) for j, step in enumerate(s)])
         return out
+
+    def _step(self, task, problem: Problem, prev: list[str], step: str) -> bool | None:
+        return check_step_safely(task, problem, prev, step)
+
+    def _verdict(self, task, problem: Problem, answer: str) -> bool | None:
+        """The outcome check of ``answer``: True, False, or None where this scorer cannot judge it."""
+        try:
+            return task.check(problem, answer)
+        except Exception:  # a checker that cannot parse the answer has judged it wrong
+            return False
 
     def _outcome(self, problem: Problem, text: str) -> float:
         """check(answer) where the task has an outcome checker (a pass loses up to STEP_SLIP for failing steps);
@@ -121,14 +147,11 @@ class CheckerScorer:
         answer = task.read_answer(text)
         if answer is None:
             return 0.0
-        try:
-            verdict = task.check(problem, answer)
-        except Exception:  # a checker that cannot parse the answer has judged it wrong
-            return 0.0
+        verdict = self._verdict(task, problem, answer)
         if verdict is False:
             return 0.0
         steps = split_chain(text)[0]
-        verdicts = [check_step_safely(task, problem, steps[:j], s) for j, s in enumerate(steps)]
+        verdicts = [self._step(task, problem, steps[:j], s) for j, s in enumerate(steps)]
         if verdict:
             # a right answer reached through steps that do not check out ranks just below one whose steps do: what
             # a reader of the chain (`qstar ask` prints it) wants, and still far above anything unverified
@@ -136,6 +159,31 @@ class CheckerScorer:
         if any(v is False for v in verdicts):
             return 0.0
         return 1.0 if verdicts and all(verdicts) else UNKNOWN
+
+
+class CheapScorer(CheckerScorer):
+    """The checker restricted to checks that verify without solving again: ``task.cheap_check`` on the answer and
+    the step checks of kind verifier; 0.5 (unknown) where a task has neither. A verifier on every task."""
+
+    name = "cheap"
+
+    def scorer_kind(self, task: str) -> str | None:
+        checks = task_checks(task)
+        return "verifier" if "verifier" in (checks.cheap, checks.steps) else None
+
+    def _step(self, task, problem: Problem, prev: list[str], step: str) -> bool | None:
+        if task_checks(problem.task).steps != "verifier":
+            return None
+        return check_step_safely(task, problem, prev, step)
+
+    def _verdict(self, task, problem: Problem, answer: str) -> bool | None:
+        """cheap_check(answer) where it verifies, else None (the verifier step checks then judge)."""
+        got = task.cheap_check(problem, answer) if task_checks(problem.task).cheap == "verifier" else None
+        return None if got is None else got[1]
+
+
+#: the scorers that need no model, by registry name (``qstar.scorers.kinds`` asks them for their kind by name)
+PROGRAMMATIC = {"none": ConstantScorer, "oracle": OracleScorer, "checker": CheckerScorer, "cheap": CheapScorer}
 
 
 def check_step_safely(task, problem: Problem, prev: list[str], step: str) -> bool | None:
@@ -160,10 +208,14 @@ class CheckedScorer:
 
     def __init__(self, fallback, *, checker: CheckerScorer | None = None) -> None:
         self.fallback, self.checker = fallback, checker or CheckerScorer()
-        self.name = f"checker+{getattr(fallback, 'name', 'fallback')}"
+        self.name = f"{self.checker.name}+{getattr(fallback, 'name', 'fallback')}"
         self.params = getattr(fallback, "params", 0)  # the learned half is the only one that costs FLOPs
         if hasattr(fallback, "count_tokens"):
             self.count_tokens = fallback.count_tokens
+
+    def scorer_kind(self, task: str) -> str | None:
+        """The checker's kind where it judges anything, else the fallback's (the checker's kind ranks above)."""
+        return most_privileged((judging_kind(self.checker, task), judging_kind(self.fallback, task)))
 
     def score(self, problems: Sequence[Problem], chains: Sequence[str]) -> list[float]:
         first = self.checker.score(problems, chains)

@@ -7,7 +7,7 @@ high 256, and xhigh takes the majority answer of 4 chains each budgeted like hig
 50-105 tokens, so low cuts most of them short, medium lets most finish, high lets every one finish.)
 
 Any level can be replaced by a spec string (``Effort.parse``): ``strategy[:budget[:scorer]][:knob=value...]``, e.g.
-``qstar serve --effort-high beam:16:checker`` or ``think:256:parallel=8``.
+``qstar serve --effort-high beam:16:cheap`` or ``think:256:parallel=8``.
 """
 
 from __future__ import annotations

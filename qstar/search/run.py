@@ -6,8 +6,9 @@ are not graded: their rows say ``correct=None`` and the summary has no accuracy.
 
 The summary: strategy, label, budget, accuracy, ci_low, ci_high (95% bootstrap over problems), tokens_per_problem
 (generated + prompt tokens the policy processed), generated_per_problem, flops_per_problem, seconds, scorer, oracle,
-no_answer, problems, and nodes_per_second for tree strategies. Selection by an oracle scorer reads the gold answer:
-such runs carry ``"oracle": true`` and a label ending in "[ORACLE selection]".
+scorer_kind (``qstar.scorers.kinds``: oracle, solver, verifier or learned), no_answer, problems, and
+nodes_per_second for tree strategies. Selection by an oracle scorer reads the gold answer: such runs carry
+``"oracle": true`` and a label ending in "[ORACLE selection]".
 """
 
 from __future__ import annotations
@@ -58,7 +59,22 @@ def run_strategy(policy: Policy, scorer: Scorer, problems: Sequence[Problem], *,
     seconds = time.perf_counter() - t0
     correct = [verify(p, r.answer) for p, r in zip(problems, results)] if graded else None
     summary = summarize(results, correct, strategy=strategy, budget=budget, scorer=scorer, seconds=seconds)
+    summary["scorer_kind"] = scorer_kind(scorer, problems)
+    kinds = {t: scorer_kind(scorer, [p for p in problems if p.task == t]) for t in {p.task for p in problems}}
+    for p, r in zip(problems, results):
+        r.info["scorer_kind"] = kinds[p.task]  # results.jsonl carries it per problem
     return summary, [Row(p, r, c) for p, r, c in zip(problems, results, correct or [None] * len(results))]
+
+
+def scorer_kind(scorer, problems: Sequence[Problem]) -> str:
+    """What the scorer knows on these problems' tasks (``qstar.scorers.kinds``): oracle, solver, verifier or learned.
+    A scorer object with no declared kind (a scripted fake) is reported as "unknown"."""
+    from qstar.scorers.kinds import kind_over
+
+    try:
+        return kind_over(scorer, {p.task for p in problems})
+    except ValueError:
+        return "unknown"
 
 
 def verify(problem: Problem, answer: str | None) -> bool:
