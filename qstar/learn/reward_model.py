@@ -365,13 +365,8 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
 
     # 4) evaluate on held-out problems' samples (the policy is reloaded: a shared trunk was fine-tuned in place)
     scorer = LearnedScorer(model, tok, aggregation=cfg.aggregation)
-    metrics: dict = {}
-    if cfg.eval_problems:
-        policy = ModelPolicy(load_model(cfg.init, flag="--init")[0], tok)
-        eval_problems = task.generate(cfg.eval_problems, seed=cfg.seed, split="test")
-        chains = sample_chains(policy, eval_problems, n=cfg.eval_samples, temperature=cfg.temperature,
-                               max_tokens=chain_budget(task, eval_problems))
-        metrics = evaluate_scorer(scorer, eval_problems, chains)
+    metrics = held_out_metrics(scorer, cfg.init, task, tok, problems=cfg.eval_problems, samples=cfg.eval_samples,
+                               temperature=cfg.temperature, seed=cfg.seed)
     summary = {"stage": kind, "task": cfg.task, "kind": kind, "trunk": cfg.trunk, "params": model.num_params(),
                "train/chains": len(records), "train/positive_rate": pos_rate, "train/label_seconds": label_seconds,
                "train/seconds": stats["seconds"], "train/steps": stats["steps"],
@@ -382,3 +377,18 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
     atomic_write_json(out / "summary.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return summary
+
+
+def held_out_metrics(scorer, init: str, task, tok, *, problems: int, samples: int, temperature: float,
+                     seed: int) -> dict:
+    """``evaluate_scorer`` on ``samples`` chains per held-out problem from the ``init`` policy, reloaded (a shared
+    trunk was fine-tuned in place); {} for 0 problems."""
+    from qstar.model.policy import ModelPolicy
+
+    if not problems:
+        return {}
+    policy = ModelPolicy(load_model(init, flag="--init")[0], tok)
+    eval_problems = task.generate(problems, seed=seed, split="test")
+    chains = sample_chains(policy, eval_problems, n=samples, temperature=temperature,
+                           max_tokens=chain_budget(task, eval_problems))
+    return evaluate_scorer(scorer, eval_problems, chains)

@@ -33,7 +33,7 @@ from qstar.tasks.format import ANSWER_PREFIX, STEP_END, chain_steps, render_prom
 __all__ = ["KINDS", "RewardModel", "LearnedScorer", "encode_steps",
            "save_reward_model", "load_reward_model", "load_scorer"]
 
-KINDS = ("orm", "prm")
+KINDS = ("orm", "prm", "value")  # value: qstar.learn.value (P(this prefix ends correct)); scored like an ORM
 
 
 class RewardModel(nn.Module):
@@ -101,6 +101,7 @@ class LearnedScorer:
     """
 
     oracle = False
+    scorer_kind = "learned"
 
     def __init__(self, model: RewardModel, tokenizer: CharTokenizer, *, aggregation: str = "min",
                  batch_size: int = 64, name: str | None = None) -> None:
@@ -140,7 +141,7 @@ class LearnedScorer:
         if len(problems) != len(chains):
             raise ValueError(f"scorer got {len(problems)} problems for {len(chains)} chains")
         probs = self.step_probs([p.question for p in problems], [chain_steps(c) for c in chains])
-        agg = AGGREGATIONS["last" if self.model.kind == "orm" else self.aggregation]
+        agg = AGGREGATIONS["last" if self.model.kind in ("orm", "value") else self.aggregation]
         return [float(agg(p)) if p else 0.0 for p in probs]
 
 
