@@ -66,3 +66,14 @@ def dies_on_call():
         return wrapper
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local 2-CPU Ray cluster for the whole run (starting one takes seconds), shut down at the end. Ray is in
+    the dev extras, so a missing Ray fails here rather than skipping."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from qstar.learn import sft
 from qstar.learn.sft import SFTConfig, train_sft
@@ -62,8 +63,13 @@ def test_sft_resumes_after_kill(tmp_path, monkeypatch, capsys, dies_on_call):
     assert not (tmp_path / "run" / "summary.json").exists()
     assert load_checkpoint(tmp_path / "run" / "resume")[2]["train_state"]["step"] == 2
     monkeypatch.setattr(sft, "collate", real)
+    snapshot, started = load_checkpoint(tmp_path / "run" / "resume")[0].state_dict(), []
+    real_fit = sft.fit
+    monkeypatch.setattr(sft, "fit", lambda model, *a, **k: started.append(
+        {n: t.clone() for n, t in model.state_dict().items()}) or real_fit(model, *a, **k))
     summary = train_sft(cfg)
     assert "at step 2" in capsys.readouterr().err
+    assert all(torch.equal(started[0][n], snapshot[n]) for n in snapshot)  # it goes on from the snapshot's weights
     assert summary["steps"] == 4
     steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/greedy_accuracy" in r]
     assert steps == [4]

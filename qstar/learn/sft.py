@@ -10,6 +10,8 @@ problems and their reference chains, evaluates greedy accuracy on held-out probl
     DIR/resume/        latest state while training (weights + optimizer + step); a killed run continues from it
 
 ``fit`` is the reusable loop (expert iteration, distillation and retry data call it on their own examples).
+Under ``torchrun --nproc-per-node K -m qstar.cli train sft ...`` it trains data-parallel with the same updates as one
+process at the same --batch-size and --seed; rank 0 alone writes (qstar.learn.distributed, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import qstar  # noqa: F401  (thread env before torch)
+from qstar.learn import distributed
 from qstar.learn.budget import Budget
 from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.optim import MuonAdamW, make_optimizer
@@ -67,6 +70,9 @@ class SFTConfig:
     corpus: str = ""
     """Thinking corpus mixture, e.g. 'short=0.7,long=0.3' (kinds: qstar.learn.retry.CORPUS_KINDS: short answers,
     long reference chains, cheap checks, caught mistakes and retries). Empty: the task's reference chains only."""
+    data: str = ""
+    """Train on the (question, chain) pairs of this JSONL file (fields question, chain: `qstar relabel`'s output)
+    instead of the task's reference chains; --task still names the held-out evaluation."""
     preset: str = "small"
     """Model size preset for a fresh model (tiny, small, base)."""
     max_steps: int = 1000
@@ -173,6 +179,9 @@ def fit(
     True stops training. Returns {steps, seconds, tokens, pairs, loss, tokens_per_second, cut_short (a step budget
     not reached)}; tokens count padding (it is
     computed), pairs are the causal query-key pairs attended (for attention FLOPs). Seconds exclude callback time.
+    Under torchrun (a process group from :func:`qstar.learn.distributed.init`) each rank trains on its rows of the
+    same global batch and the update equals one process's; tokens, pairs and loss are the global batch's, seconds are
+    rank 0's, and ``callback`` runs on every rank (it must return the same on every rank).
     """
     budget = Budget(steps, seconds)
     if not callable(examples) and len(examples) == 0:
@@ -183,8 +192,9 @@ def fit(
     if isinstance(optimizer, str):
         opt = make_optimizer(optimizer, model, lr=lr, weight_decay=weight_decay)
     model.train()
+    w, net = distributed.world(), distributed.wrap(model)
     step, trained, tokens, pairs, loss_ema = start_step, start_seconds, 0, 0, float("nan")
-    bar = _bar(seconds, steps, start_seconds, start_step) if progress else None
+    bar = _bar(seconds, steps, start_seconds, start_step) if progress and w.main else None
     queue: list[list[tuple[list[int], int]]] = []
     while budget.running(step, trained):
         t0 = time.perf_counter()
@@ -197,25 +207,29 @@ def fit(
         rate = lr_at(budget.progress(step, trained), step, lr=lr, warmup=warmup_steps, min_ratio=min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = rate
-        # 3) forward under bf16 autocast, loss in fp32
+        # 3) forward this rank's rows under bf16 autocast; loss in fp32: their summed token loss over the global
+        # batch's trained tokens (x ranks, as DDP averages), so the update is the global batch's mean-token-loss one
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(inputs)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE)
-        if not torch.isfinite(loss):
-            print(f"warning: non-finite loss at step {step}; update skipped", file=sys.stderr)
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            continue
-        # 4) backward, clip, step
+            logits = net(distributed.shard(inputs, w))
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), distributed.shard(labels, w).reshape(-1),
+                               ignore_index=IGNORE, reduction="sum") * w.size / labels.ne(IGNORE).sum()
+        # 4) backward (DDP averages gradients over ranks), clip, step; a non-finite gradient norm (the same on every
+        # rank) skips the update everywhere
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)))
+        if finite:
+            opt.step()
         step += 1
+        (loss_value,), (dt,) = distributed.agree([loss.item() / w.size], [time.perf_counter() - t0])
+        if not finite:
+            if w.main:
+                print(f"warning: non-finite loss or gradient at step {step - 1}; update skipped", file=sys.stderr)
+            continue
         tokens += int(inputs.numel())
         pairs += causal_pairs(*inputs.shape)
-        trained += time.perf_counter() - t0
-        loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
+        trained += dt
+        loss_ema = loss_value if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss_value
         if bar is not None:
             bar.update(step, trained, loss_ema)
         state = {"step": step, "seconds": trained, "loss": loss_ema, "lr": opt.param_groups[0]["lr"],
@@ -278,7 +292,8 @@ def train_sft(cfg: SFTConfig) -> dict:
         raise ValueError("give a positive --max-steps (or --seconds) budget")
     budget = Budget.of(cfg.max_steps, cfg.seconds)
     summary_path, resume_dir = out / "summary.json", out / "resume"
-    start_run(out, force=cfg.force)
+    w = distributed.init()  # under torchrun: this process's rank among K; rank 0 alone writes files
+    distributed.on_main(lambda: start_run(out, force=cfg.force))
     torch.manual_seed(cfg.seed)
 
     # 1) model: resume snapshot > --init checkpoint > fresh preset
@@ -286,14 +301,19 @@ def train_sft(cfg: SFTConfig) -> dict:
     opt_state = None
     if cfg.resume and (resume_dir / "config.json").exists():
         model, tok, meta = load_checkpoint(resume_dir)
+        distributed.check_resume(meta.get("world_size", 1), w)
         state.update(meta.get("train_state", {}))
         if (resume_dir / "optimizer.pt").exists():
             opt_state = torch.load(resume_dir / "optimizer.pt", weights_only=True)
-        print(f"resuming {out} at step {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
+        if w.main:
+            print(f"resuming {out} at step {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
     elif cfg.init:
         model, tok, _ = load_model(cfg.init, flag="--init")
     else:
         model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
+    if distributed.agree([state["step"]])[0][0] != state["step"] * w.size:
+        raise ValueError(f"the {w.size} processes found different resume snapshots in {out}: put --out on a "
+                         "filesystem every node shares")
     params = model.num_params()
     # The peak of the dtype the matmuls run in (bf16's is ~4x fp32's on AVX512-BF16 CPUs), sampled again at every
     # evaluation (outside the timed training) because a shared machine's speed drifts during a run; MFU uses the median.
@@ -326,6 +346,12 @@ def train_sft(cfg: SFTConfig) -> dict:
         from qstar.learn.retry import corpus
 
         draw = corpus(task, cfg.corpus, seed=cfg.seed * 7919 + state["step"])
+    if cfg.data:  # verified chains from a file (reasoner -> verified data -> next model), drawn uniformly
+        from qstar.tasks.benchmarks import load_pairs
+
+        if cfg.corpus:
+            raise ValueError("--data and --corpus both choose the training chains: give one")
+        draw = load_pairs(cfg.data)
     metrics_path = out / "metrics.jsonl"
     marks = {"eval": state["step"], "save": state["seconds"], "tokens0": state["tokens"], "flops0": state["flops"]}
     pending_steps = sorted(n for n in cfg.eval_at_steps if n > state["step"])
@@ -339,12 +365,14 @@ def train_sft(cfg: SFTConfig) -> dict:
         return acc
 
     def snapshot(step: int, seconds: float, tokens: int, flops: float, opt) -> None:
-        meta = {"stage": "sft-partial", "config": asdict(cfg),
+        meta = {"stage": "sft-partial", "config": asdict(cfg), "world_size": w.size,
                 "train_state": {"step": step, "seconds": seconds, "tokens": tokens, "flops": flops}}
         save_checkpoint(resume_dir, model, tok, meta=meta)
         _atomic_torch_save(opt.state_dict(), resume_dir / "optimizer.pt")
 
     def callback(s: dict) -> bool:
+        if not w.main:
+            return False
         tokens = marks["tokens0"] + s["tokens"]
         flops = marks["flops0"] + run_flops(s["tokens"], s["pairs"])
         if s["step"] % 25 == 0:
@@ -370,9 +398,13 @@ def train_sft(cfg: SFTConfig) -> dict:
     total_tokens = state["tokens"] + stats["tokens"]
     total_flops = state["flops"] + run_flops(stats["tokens"], stats["pairs"])
     run_secs = stats["seconds"] - state["seconds"]
+    if not w.main:  # rank 0 evaluates and writes; the others return its summary
+        summary = distributed.share(None)
+        distributed.finish()
+        return summary
     # 4) final evaluation, checkpoint, summary
     acc = evaluate(stats["steps"], stats["seconds"], total_flops)
-    peak = statistics.median(peaks)
+    peak = statistics.median(peaks) * w.size  # K processes: K times one process's peak
     achieved = run_flops(stats["tokens"], stats["pairs"]) / run_secs if run_secs > 0 else 0.0  # FLOP/s
     tps = stats["tokens_per_second"]
     summary = {
@@ -381,8 +413,8 @@ def train_sft(cfg: SFTConfig) -> dict:
         "tokens": total_tokens,
         "tokens_per_second": tps, "train_flops": total_flops, "matmul_peak_flops": peak,
         "peak_dtype": str(peak_dtype).removeprefix("torch."), "mfu": achieved / peak if peak else 0.0,
-        "mfu_vs_fp32_peak": achieved / (fp32_peak or peak) if peak else 0.0,
-        "params": params, "loss": stats["loss"],
+        "mfu_vs_fp32_peak": achieved / (fp32_peak * w.size if fp32_peak else peak) if peak else 0.0,
+        "params": params, "loss": stats["loss"], "world_size": w.size,
         "checkpoint": str(out / "checkpoint"), "config": asdict(cfg),
     }
     save_checkpoint(out / "checkpoint", model, tok, meta={"stage": "sft", "config": asdict(cfg), "metrics": summary})
@@ -392,6 +424,8 @@ def train_sft(cfg: SFTConfig) -> dict:
 
         shutil.rmtree(resume_dir, ignore_errors=True)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    distributed.share(summary)
+    distributed.finish()
     return summary
 
 
