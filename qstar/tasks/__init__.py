@@ -17,7 +17,7 @@ from collections.abc import Callable
 from qstar.tasks.ages import Ages
 from qstar.tasks.answers import extract_answer as extract_any
 from qstar.tasks.base import PlainTask, Problem, Task, Verdict
-from qstar.tasks.benchmarks import GSM8K, Math500, load_countdown_tinyzero, load_gsm8k, load_math500
+from qstar.tasks.benchmarks import GSM8K, Math500, MathAnswer, load_countdown_tinyzero, load_gsm8k, load_math500
 from qstar.tasks.cipher import Caesar
 from qstar.tasks.countdown import Countdown
 from qstar.tasks.decimals import DecimalCompare
@@ -45,6 +45,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "mixture": Mixture,
     "gsm8k": GSM8K,
     "math500": Math500,
+    "math": MathAnswer,
 }
 _DEFAULT: dict[str, Task] = {}  # tasks are stateless, so option-free instances are shared
 _PLAIN = PlainTask()
