@@ -20,7 +20,7 @@ def hf(tiny_checkpoint):
 
 def test_hf_matches_model_policy_greedy(hf, tiny_checkpoint):
     assert isinstance(hf, Policy) and hf.name == tiny_checkpoint.name and 1e5 < hf.params < 1e6
-    assert not hf.use_chat_template  # a qstar tokenizer has no chat template: qstar prompt format
+    assert hf.use_chat_template  # a qstar checkpoint's chat template renders its own prompt format
     mine = ModelPolicy.from_checkpoint(tiny_checkpoint)
     problems = get_task("decimals").generate(2, seed=3, split="test") + get_task("letters").generate(1, seed=3)
     prompts = [Prompt(p.question) for p in problems] + [Prompt(problems[0].question, "x\n")]

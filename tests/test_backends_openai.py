@@ -11,9 +11,11 @@ import openai
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_serve_fakes import EchoPolicy, serve_in_thread
 
-from qstar.backends.openai_compat import OpenAIPolicy, UpstreamError
+from qstar.backends.openai_compat import OpenAIPolicy, UpstreamError, split_steps
 from qstar.model.types import Prompt
 from qstar.serve.app import create_app
 from qstar.serve.config import ServeConfig
@@ -138,3 +140,40 @@ def test_bad_config_is_a_clear_error():
         create_app(EchoPolicy(), ServeConfig(default_effort="max"))
     with pytest.raises(ValueError, match="unknown strategy"):
         create_app(EchoPolicy(), ServeConfig(effort_high="nope:4"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list("ab1.) \n\t\ré") + ["Step 2:", "\n\n", "3) "]), max_size=30).map("".join)
+       | st.text(max_size=60))
+def test_split_steps_never_raises_and_keeps_every_word(text):
+    steps = split_steps(text)
+    assert all(s and "\n" not in s and s == " ".join(s.split()) for s in steps)
+    assert " ".join(steps).split() == text.split()
+
+
+@given(st.lists(st.text(alphabet="ab =+-", min_size=1, max_size=12).filter(str.strip), max_size=6))
+def test_split_steps_reads_blank_line_and_numbered_steps_back(steps):
+    steps = [" ".join(s.split()) for s in steps]
+    assert split_steps("\n\n".join(steps)) == steps
+    numbered = [f"{i + 1}. {s}" for i, s in enumerate(steps)]
+    assert split_steps("\n".join(numbered)) == numbered
+
+
+def test_chat_endpoint_reads_either_thinking_field_and_asks_again_for_missing_samples():
+    replies = iter([
+        {"choices": [{"message": {"content": "So the answer is \\boxed{9}.", "reasoning_content": "1. a\n2. b"},
+                      "finish_reason": "stop"}], "usage": {"prompt_tokens": 7, "completion_tokens": 12}},
+        {"choices": [{"message": {"content": "9", "reasoning": "think\n\nmore"}, "finish_reason": "length"}]},
+    ])
+    policy, seen = mock(lambda r: httpx.Response(200, json=next(replies)), chat=True)
+    (a, b), = policy.sample([Prompt("what  is\n3*3")], n=2, max_tokens=50)
+    assert [s["n"] for s in seen] == [2, 1]  # a server that ignores n is asked again for the rest
+    assert seen[0]["messages"] == [{"role": "user", "content": "what is 3*3"}]
+    assert (a.text, a.finish, a.n_tokens, a.prompt_tokens) == ("1. a\n2. b\nSo the answer is \\boxed{9}.", "eos", 12, 7)
+    assert (b.text, b.finish) == ("think\nmore\n9", "length")
+    # a partial chain or one step continues through /v1/completions, with the model's chat template rendered
+    tpl = "{{ bos_token }}<|user|>{{ messages[0]['content'] }}<|assistant|>"
+    policy, seen = mock(lambda r: httpx.Response(200, json={"choices": [{"text": "x\n", "finish_reason": "stop"}]}),
+                        chat=True, chat_template=tpl)
+    policy.sample([Prompt("q", "s1\n")], stop_at_step=True)
+    assert seen[0]["prompt"] == ["<|user|>q<|assistant|>s1\n"]

@@ -14,9 +14,11 @@ from test_serve_fakes import serve_in_thread
 
 from qstar.backends.openai_compat import OpenAIPolicy
 from qstar.model.policy import ModelPolicy
+from qstar.model.tokenizer import render_chat
 from qstar.model.types import Prompt
 from qstar.scorers import get_scorer
 from qstar.search import get_strategy
+from qstar.search.effort import LEVELS
 from qstar.serve.app import create_app
 from qstar.serve.config import ServeConfig
 from qstar.serve.engine import make_problem, split_reasoning
@@ -48,20 +50,21 @@ def questions():
         [p.question for p in get_task("mult", digits=(2, 2)).generate(1, seed=5, split="test")]
 
 
-def direct_low(policy, question):
+def direct_low(policy, question, prompt=None):
     """What reasoning_effort="low" (think with 48 thinking tokens) gives on the policy itself, without the server."""
-    return get_strategy("think")(policy, get_scorer("none"), [make_problem(question)], 48)[0]
+    return get_strategy("think")(policy, get_scorer("none"), [make_problem(question, prompt=prompt)], 48)[0]
 
 
 def test_plain_chat_matches_direct_search(client, policy, questions):
     answered = 0
     for q in questions:
         want = direct_low(policy, q)
-        r = client.chat.completions.create(model="tiny", reasoning_effort="low", messages=[
-            {"role": "system", "content": "You are terse."}, {"role": "user", "content": q}])
+        r = client.chat.completions.create(model="tiny", reasoning_effort="low",
+                                           messages=[{"role": "user", "content": q}])
         choice, usage = r.choices[0], r.usage
         assert choice.message.content == (want.answer or "")
-        assert choice.message.reasoning == split_reasoning(want.chain)
+        assert choice.message.reasoning == choice.message.reasoning_content == split_reasoning(want.chain)
+        assert choice.message.refusal is None
         assert choice.finish_reason == ("stop" if want.answer is not None else "length")
         assert usage.completion_tokens == want.ledger.generated_tokens
         assert usage.prompt_tokens == want.ledger.prompt_tokens > 0
@@ -72,6 +75,34 @@ def test_plain_chat_matches_direct_search(client, policy, questions):
         assert usage.completion_tokens_details.reasoning_tokens == want.info["thinking_tokens"][0] <= 48
         answered += choice.message.content != ""
     assert answered >= 1  # the trained model does finish chains with an answer line
+
+
+def test_whole_conversation_reaches_the_model(client, policy, questions):
+    """System messages and earlier turns (their thinking under either name) are passed on, rendered by the chat
+    template's rule; the answer is what the search gives on exactly that prompt."""
+    msgs = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": questions[0]},
+            {"role": "assistant", "content": "13.1", "reasoning_content": "compare"},
+            {"role": "assistant", "content": "sure", "reasoning": "x"}, {"role": "user", "content": questions[1]}]
+    prompt = render_chat(msgs)[:-1]
+    assert prompt == f"Be terse. {questions[0]} 13.1 sure {questions[1]}"
+    want = direct_low(policy, questions[1], prompt)
+    r = client.chat.completions.create(model="tiny", reasoning_effort="low", messages=msgs)
+    assert r.choices[0].message.reasoning == split_reasoning(want.chain)
+    assert r.usage.prompt_tokens == want.ledger.prompt_tokens >= len(prompt) + 2  # <bos> + line + "\n"
+    # a conversation longer than the context is refused whole (never cut), and the limit is configuration
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "7" * 600}])
+    assert e.value.body["code"] == "context_length_exceeded" and "context is 512 tokens" in e.value.body["message"]
+
+
+def test_every_effort_level_and_token_limit_name(client, questions):
+    for level in LEVELS:
+        r = client.chat.completions.create(model="tiny", reasoning_effort=level, max_completion_tokens=40,
+                                           messages=[{"role": "user", "content": questions[2]}])
+        assert r.qstar["effort"] == level and 0 < r.usage.completion_tokens <= 40
+    r = client.chat.completions.create(model="tiny", max_tokens=30, messages=[{"role": "user", "content": "1+1"}],
+                                       extra_body={"thinking_token_budget": 8})
+    assert r.qstar["budget"] == 8 and r.usage.completion_tokens <= 30
 
 
 def test_high_effort_n2_and_token_cap(client, questions):
@@ -94,10 +125,9 @@ def test_streaming_matches_plain(client, policy, questions):
                                                  messages=[{"role": "user", "content": q}]))
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     deltas = [c.choices[0].delta for c in chunks if c.choices]
-    reasoning = "".join(getattr(d, "reasoning", None) or "" for d in deltas)
-    progress, _, thinking = reasoning.rpartition("tokens\n")  # a forced answer is a second call, a second line
-    assert progress.startswith("[search] think@48: call 1, 1 samples, ")
-    assert thinking == split_reasoning(want.chain)
+    assert all(getattr(d, "reasoning", None) == getattr(d, "reasoning_content", None) for d in deltas)
+    # one chain: its lines are streamed as the model writes them (one policy call per step), nothing else
+    assert "".join(getattr(d, "reasoning", None) or "" for d in deltas) == split_reasoning(want.chain)
     assert "".join(d.content or "" for d in deltas) == (want.answer or "")
     finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finals == ["stop" if want.answer is not None else "length"]
@@ -147,7 +177,7 @@ def test_chained_servers(server, policy, questions):
     for (lc,), (rc,) in zip(local, remote):
         assert (rc.text, rc.finish, rc.n_tokens) == (lc.text, lc.finish, lc.n_tokens)
         assert all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(rc.logprobs[:-1], lc.logprobs[:-1]))
-    front = create_app(upstream, ServeConfig(name="front", effort_high="beam:4:checker"))
+    front = create_app(upstream, ServeConfig(name="front", effort_high="beam:4:cheap"))
     with serve_in_thread(front) as a_url:
         client = openai.OpenAI(base_url=a_url + "/v1", api_key="unused", max_retries=0)
         want = direct_low(policy, questions[2])

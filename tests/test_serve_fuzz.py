@@ -44,7 +44,7 @@ json_values = st.recursive(
 content = st.one_of(st.text(max_size=80), st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image"]),
                                                                           "text": st.text(max_size=20)})), json_values)
 message = st.fixed_dictionaries({"role": st.sampled_from(["user", "user", "system", "assistant", "robot", 3])},
-                                optional={"content": content})
+                                optional={"content": content, "reasoning_content": content, "reasoning": content})
 user = st.fixed_dictionaries({"role": st.just("user"), "content": st.text(min_size=1, max_size=70)})
 # valid-looking values (so requests get past the first check) plus junk for a few fields at a time
 chat_valid = {
@@ -128,11 +128,15 @@ def test_limits_and_routes(client):
     assert client.post("/v1/completions", content=deep).status_code == 400
     for r in (client.get("/nope"), client.get("/v1/chat/completions")):
         assert r.status_code in (404, 405) and "error" in r.json()
-    # system prompt and earlier turns are accepted; the last user message is the question
+    # system prompt and earlier turns are passed on whole: the policy reads "sys first ok abcd" (17 characters)
     msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": "first"},
-            {"role": "assistant", "content": "ok"}, {"role": "user", "content": [{"type": "text", "text": "abcd"}]}]
+            {"role": "assistant", "content": "ok", "reasoning_content": "hm"},
+            {"role": "user", "content": [{"type": "text", "text": "abcd"}]}]
     r = client.post("/v1/chat/completions", json={"model": "echo", "messages": msgs, "reasoning_effort": "low"})
-    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "4"
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "17"
+    bad = [{"role": "assistant", "content": "ok", "reasoning": 3}, user]
+    r = client.post("/v1/chat/completions", json={"model": "echo", "messages": bad})
+    assert (r.status_code, r.json()["error"]["param"]) == (400, "messages[0].reasoning")
 
 
 def test_slow_search_times_out_with_504():

@@ -1,9 +1,19 @@
 """``OpenAIPolicy``: any OpenAI-compatible server (vLLM, SGLang, Ollama, another ``qstar serve``) as a Policy.
 
-Continuations use the raw-text ``POST /v1/completions`` endpoint (chat endpoints cannot continue a partial chain):
-prompt = ``prompt_template.format(question=...)`` + partial chain, ``stop=["\\n"]`` for one step, ``logprobs=0`` for
-the sampled tokens' log-probabilities where the server provides them. All prompts x n of one ``sample`` call go in
-one request (``prompt`` as a list), unless ``batch_prompts=False`` for servers that take a single prompt.
+Whole chains (no partial chain, not one step) go to ``POST /v1/chat/completions`` with ``chat=True``: the question
+as the user message, ``n`` samples per request (servers that return fewer choices are asked again for the rest); the
+reply's thinking is read from ``message.reasoning`` or ``message.reasoning_content`` and its ``content`` follows it,
+both split into one-line steps by :func:`split_steps`. Continuations (a partial chain, one step) use the raw-text
+``POST /v1/completions`` endpoint (chat endpoints cannot continue a partial chain): prompt = the chat template
+rendered with the question as the user turn (``chat_template``: a jinja string, a template file or a model
+directory; ``qstar.model.tokenizer.render_chat``), else ``prompt_template.format(question=...)``, then the partial
+chain; ``stop=["\\n"]`` for one step, ``logprobs=0`` for the sampled tokens' log-probabilities where the server
+provides them. All prompts x n of one ``sample`` call go in one request (``prompt`` as a list), unless
+``batch_prompts=False`` for servers that take a single prompt.
+
+Steps in free LLM text (:func:`split_steps`, the one rule): paragraphs separated by blank lines are steps, and inside
+a paragraph a line that opens a numbered item ("1.", "2)", "Step 3:") starts a new step; each step is collapsed to one
+line, empty ones dropped.
 
 OpenAI-style servers strip the stop string and do not report the <eos> token, so a step continuation gets its
 "\\n" back, and the stop token is counted in ``n_tokens`` with log-probability 0.0 (unknown) appended.
@@ -14,17 +24,57 @@ honoured up to ``backoff_max_s``); other 4xx fail at once. Either way the caller
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
 from qstar.model.types import Completion, Prompt, check_sample_args
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
 
-__all__ = ["OpenAIPolicy", "UpstreamError"]
+__all__ = ["OpenAIPolicy", "UpstreamError", "split_steps"]
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_NUMBERED = re.compile(r"\s*(?:step\s*\d+\s*[:.)]|\d+\s*[.)])(?:\s|$)", re.IGNORECASE)
+
+
+def split_steps(text: str) -> list[str]:
+    """One-line steps of free LLM text (the rule in the module docstring). Never raises.
+
+    >>> split_steps("First, add.\\nThen carry.\\n\\n1. x = 2\\n2) y = 3\\nso y > x")
+    ['First, add. Then carry.', '1. x = 2', '2) y = 3 so y > x']
+    """
+    steps: list[str] = []
+    for para in re.split(r"\n[ \t\r\f\v]*\n", str(text)):
+        current: list[str] = []
+        for line in para.split("\n"):
+            if current and _NUMBERED.match(line):
+                steps.append(" ".join(current))
+                current = []
+            current.append(line)
+        steps.append(" ".join(current))
+    return [s for s in (clean_line(s) for s in steps) if s]
+
+
+def _template(spec: str) -> tuple[str, str]:
+    """(jinja template, bos token) from a template string, a template file or a model directory's tokenizer files."""
+    path = Path(spec) if len(spec) < 4096 and "{" not in spec else None
+    if path is not None and path.is_dir():
+        try:
+            cfg = json.loads((path / "tokenizer_config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: no readable tokenizer_config.json with a chat template ({e})") from None
+        bos = cfg.get("bos_token")
+        bos = bos.get("content", "") if isinstance(bos, dict) else bos or ""
+        if not isinstance(cfg.get("chat_template"), str):
+            raise ValueError(f"{path}/tokenizer_config.json has no chat template")
+        return cfg["chat_template"], bos
+    if path is not None and path.is_file():
+        return path.read_text(), ""
+    return spec, ""
 
 
 class UpstreamError(RuntimeError):
@@ -46,6 +96,8 @@ class OpenAIPolicy:
     timeout: seconds per request. max_retries: extra attempts after the first on retryable failures.
     backoff_s: first retry delay, doubled per attempt, capped at backoff_max_s.
     params: parameter count for the FLOPs ledger (0 = unknown).
+    chat: sample whole chains through /v1/chat/completions (an LLM's own chat format and thinking).
+    chat_template: the model's chat template (jinja string, file, or model dir) for /v1/completions prompts.
     """
 
     def __init__(
@@ -63,6 +115,8 @@ class OpenAIPolicy:
         batch_prompts: bool = True,
         params: int = 0,
         transport: httpx.BaseTransport | None = None,
+        chat: bool = False,
+        chat_template: str = "",
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"upstream URL must start with http:// or https:// (got {base_url!r})")
@@ -70,6 +124,9 @@ class OpenAIPolicy:
             raise ValueError("need max_retries >= 0 and timeout > 0")
         root = base_url.rstrip("/")
         self.url = (root if root.endswith("/v1") else root + "/v1") + "/completions"
+        self.chat_url = self.url.removesuffix("/completions") + "/chat/completions"
+        self.chat = chat
+        self.template = _template(chat_template) if chat_template else None
         self.name, self.params = model, params
         self.max_retries, self.backoff_s, self.backoff_max_s = max_retries, backoff_s, backoff_max_s
         self.logprobs, self.prompt_template, self.batch_prompts = logprobs, prompt_template, batch_prompts
@@ -86,6 +143,12 @@ class OpenAIPolicy:
         self.close()
 
     def render(self, prompt: Prompt) -> str:
+        if self.template is not None:
+            from qstar.model.tokenizer import render_chat
+
+            template, bos = self.template
+            messages = [{"role": "user", "content": clean_line(prompt.question)}]
+            return render_chat(messages, bos=bos, template=template) + prompt.partial
         return self.prompt_template.format(question=clean_line(prompt.question)) + prompt.partial
 
     def sample(
@@ -104,26 +167,68 @@ class OpenAIPolicy:
             return []
         if max_tokens == 0:
             return [[Completion("", finish="length") for _ in range(n)] for _ in prompts]
-        texts = [self.render(Prompt(*p)) for p in prompts]
         n_req = 1 if temperature == 0 else n  # greedy copies are identical; some servers reject greedy with n > 1
-        body = {"model": self.name, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "n": n_req,
-                **({"stop": [STEP_END]} if stop_at_step else {}), **({"logprobs": 0} if self.logprobs else {})}
-        groups = [texts] if self.batch_prompts else [[t] for t in texts]
-        rows: list[list[Completion]] = []
-        for group in groups:
-            rows += self._parse(self._post({**body, "prompt": group}), len(group), n_req, stop_at_step)
+        if self.chat and not stop_at_step and not any(Prompt(*p).partial for p in prompts):
+            rows = [self._chat(Prompt(*p).question, n_req, temperature, top_p, max_tokens) for p in prompts]
+        else:
+            rows = self._complete([self.render(Prompt(*p)) for p in prompts], n_req, temperature, top_p, max_tokens,
+                                  stop_at_step)
         if n_req != n:
             rows = [[row[0]] + [Completion(row[0].text, list(row[0].logprobs), row[0].n_tokens, 0, row[0].finish)
                                 for _ in range(n - 1)] for row in rows]
         return rows
 
-    def _post(self, body: dict) -> dict:
+    def _chat(self, question: str, n: int, temperature: float, top_p: float, max_tokens: int) -> list[Completion]:
+        """``n`` whole chains for one question from /v1/chat/completions, asking again while choices are missing."""
+        out: list[Completion] = []
+        while len(out) < n:
+            body = {"model": self.name, "messages": [{"role": "user", "content": clean_line(question)}],
+                    "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "n": n - len(out)}
+            data = self._post(body, self.chat_url)
+            choices = data.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise UpstreamError(f"{self.chat_url}: no choices in the response")
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            tokens = int(usage.get("completion_tokens") or 0) // len(choices)
+            for ch in choices[: n - len(out)]:
+                msg = ch.get("message") if isinstance(ch, dict) else None
+                if not isinstance(msg, dict):
+                    raise UpstreamError(f"{self.chat_url}: malformed choice {str(ch)[:200]}")
+                thinking = next((msg[k] for k in ("reasoning", "reasoning_content") if isinstance(msg.get(k), str)),
+                                "")
+                content = msg.get("content") if isinstance(msg.get("content"), str) else ""
+                text = STEP_END.join(split_steps(thinking) + split_steps(content))
+                finish = "length" if ch.get("finish_reason") == "length" else "eos"
+                prompt = int(usage.get("prompt_tokens") or 0) if not out else 0
+                out.append(Completion(text, [], tokens or len(text), prompt, finish))
+        return out
+
+    def _complete(self, texts: list[str], n_req: int, temperature: float, top_p: float, max_tokens: int,
+                  stop_at_step: bool) -> list[list[Completion]]:
+        body = {"model": self.name, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "n": n_req,
+                **({"stop": [STEP_END]} if stop_at_step else {}), **({"logprobs": 0} if self.logprobs else {})}
+        groups = [texts] if self.batch_prompts else [[t] for t in texts]
+        rows: list[list[Completion]] = []
+        for group in groups:
+            try:
+                data = self._post({**body, "prompt": group})
+            except UpstreamError as e:
+                if e.status == 404:  # a chat-only server, or a model it does not serve: say both, with its words
+                    raise UpstreamError(f"{self.url}: 404 ({e}): the server does not serve model {self.model!r}, or "
+                                        "offers no /v1/completions, which continuing a partial chain needs "
+                                        "(step-level strategies, think's forced answer); whole-chain strategies "
+                                        "with chat=True need only chat", status=404, attempts=e.attempts) from None
+                raise
+            rows += self._parse(data, len(group), n_req, stop_at_step)
+        return rows
+
+    def _post(self, body: dict, url: str | None = None) -> dict:
         """POST with retries; returns the decoded JSON object."""
-        last, status, transport = "", None, False
+        last, status, transport, url = "", None, False, url or self.url
         for attempt in range(self.max_retries + 1):
             delay = min(self.backoff_max_s, self.backoff_s * 2**attempt)
             try:
-                r = self._client.post(self.url, json=body)
+                r = self._client.post(url, json=body)
             except httpx.TransportError as e:  # timeouts, refused/reset connections, protocol errors
                 last, status, transport = f"{type(e).__name__}: {e}", None, True
             else:
@@ -134,17 +239,17 @@ class OpenAIPolicy:
                     except ValueError:
                         data = None
                     if not isinstance(data, dict):
-                        raise UpstreamError(f"{self.url}: response is not a JSON object", status=status,
+                        raise UpstreamError(f"{url}: response is not a JSON object", status=status,
                                             attempts=attempt + 1)
                     return data
                 last = f"HTTP {r.status_code}: {r.text[:300]}"
                 if r.status_code not in RETRY_STATUS:
-                    raise UpstreamError(f"{self.url} rejected the request ({last})", status=status,
+                    raise UpstreamError(f"{url} rejected the request ({last})", status=status,
                                         attempts=attempt + 1)
                 delay = min(self.backoff_max_s, max(delay, _retry_after(r)))
             if attempt < self.max_retries:
                 time.sleep(delay)
-        raise UpstreamError(f"{self.url} failed after {self.max_retries + 1} attempts ({last})", status=status,
+        raise UpstreamError(f"{url} failed after {self.max_retries + 1} attempts ({last})", status=status,
                             transport=transport, attempts=self.max_retries + 1)
 
     def _parse(self, data: dict, n_prompts: int, n: int, stop_at_step: bool) -> list[list[Completion]]:

@@ -2,7 +2,9 @@
 
 A directory holds ``config.json`` (LlamaConfig), ``model.safetensors``, ``generation_config.json``, the tokenizer
 files and ``qstar.json`` ({"format", "sha256" of the weights, "meta": free-form run info such as stage and metrics}).
-``transformers.AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` load it as is.
+``transformers.AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` load it as is;
+the tokenizer files carry a chat template (``qstar.model.tokenizer.CHAT_TEMPLATE``), so ``apply_chat_template`` and
+OpenAI-compatible servers that load the directory render the prompt format the model was trained on.
 """
 
 from __future__ import annotations

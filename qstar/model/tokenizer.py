@@ -2,6 +2,13 @@
 
 Vocabulary: 0 ``<pad>``, 1 ``<bos>``, 2 ``<eos>``, 3 ``<unk>``, 4 ``"\\n"``, then ``chr(32)..chr(126)`` at ids 5..99.
 Every character is one token, so token counts are character counts (plus specials).
+
+Chat template (``CHAT_TEMPLATE``, written into ``tokenizer_config.json``): a conversation is read as ONE question
+line, the format every qstar model is trained on. The rule: the text of every message (system, user, assistant,
+...; content strings or text parts), in order, whitespace-collapsed and joined by single spaces, then ``"\\n"``,
+after ``<bos>``. A single user turn therefore renders exactly as training's ``<bos>question\\n``. Earlier turns and
+system messages are kept in the line (the model was never trained on transcripts; it sees them as part of the
+question). An assistant's reasoning fields are not rendered, as in every reasoning API.
 """
 
 from __future__ import annotations
@@ -11,6 +18,18 @@ from pathlib import Path
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 CHARS = ("\n",) + tuple(chr(c) for c in range(32, 127))
+
+#: Jinja chat template (transformers / vLLM / SGLang syntax) implementing the rule in the module docstring.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- set ns = namespace(parts=[]) -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['content'] is string -%}{%- set ns.parts = ns.parts + [m['content']] -%}"
+    "{%- elif m['content'] is iterable -%}{%- for p in m['content'] -%}"
+    "{%- if p is mapping and p['type'] == 'text' -%}{%- set ns.parts = ns.parts + [p['text']] -%}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{{ (ns.parts | join(' ')).split() | join(' ') }}{{ '\\n' }}"
+)
 
 
 class CharTokenizer:
@@ -54,8 +73,10 @@ class CharTokenizer:
             "add_bos_token": True,
             "add_eos_token": False,
             "clean_up_tokenization_spaces": False,
-            # Text like "<eos>" is five characters to qstar, so HF must not match special tokens inside text.
-            "split_special_tokens": True,
+            # The chat template writes <bos> as text, so HF must match special tokens in text (as every HF chat model
+            # does); pass sanitize_control_tokens=True to apply_chat_template to keep a user's "<eos>" plain text.
+            "split_special_tokens": False,
+            "chat_template": CHAT_TEMPLATE,
             "model_max_length": 1_000_000,
             "padding_side": "left",
         }
@@ -72,6 +93,20 @@ class CharTokenizer:
         if vocab != expected:
             raise ValueError(f"{path}: vocabulary differs from qstar's CharTokenizer ({len(vocab)} entries)")
         return tok
+
+
+def render_chat(messages: list[dict], *, bos: str = "", template: str = CHAT_TEMPLATE) -> str:
+    """A conversation rendered by ``template`` (default ``CHAT_TEMPLATE``: ``bos`` + the question line + ``"\\n"``)
+    as transformers renders it, in jinja's sandbox, with the generation prompt. ValueError for a template that
+    cannot render these messages."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(template).render(messages=messages, bos_token=bos, add_generation_prompt=True)
+    except (TemplateError, TypeError, AttributeError) as e:
+        raise ValueError(f"the chat template cannot render these messages ({type(e).__name__}: {e})") from None
 
 
 def _hf_tokenizer(tok: CharTokenizer):

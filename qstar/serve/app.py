@@ -2,13 +2,20 @@
 holds one server's state (shared policy, reasoner, config, search pool, stats) and its methods are the route
 handlers; ``create_app`` builds one and registers them on a FastAPI app.
 
-POST /v1/chat/completions  o1-style: ``message.content`` = the answer, ``message.reasoning`` = the chosen chain's
-                           thinking, ``usage.completion_tokens_details.reasoning_tokens``; ``stream: true`` sends
-                           search progress and the thinking as ``delta.reasoning``, then the answer as
-                           ``delta.content``. ``reasoning_effort`` is one of the effort table's levels
-                           (``qstar.search.effort``); ``max_thinking_tokens`` (alias ``thinking_token_budget``) caps
-                           the thinking instead, clamped to the model's context with a note in ``qstar.notes`` and
-                           the ``X-Qstar-Note`` header.
+POST /v1/chat/completions  o1-style: ``message.content`` = the answer; the chosen chain's thinking as both
+                           ``message.reasoning`` (vLLM's name) and ``message.reasoning_content`` (DeepSeek's,
+                           llama.cpp's, SGLang's); ``message.refusal`` (null unless ``Reasoner.refusal`` refused);
+                           ``usage.completion_tokens_details.reasoning_tokens``. ``stream: true`` sends the thinking
+                           in deltas carrying the same two fields, then the answer as ``delta.content``: a search
+                           that decodes one chain (``think`` at n=1, the default table) streams each line as the
+                           model writes it; one that samples many chains at once (parallel, beam, best-of-N, n > 1)
+                           streams a progress line per policy call and each chosen chain when the search ends.
+                           ``reasoning_effort`` is one of the effort table's levels (``qstar.search.effort``);
+                           ``max_completion_tokens`` (legacy ``max_tokens``) caps thinking + answer;
+                           ``max_thinking_tokens`` (vLLM's ``thinking_token_budget``) caps the thinking instead,
+                           clamped to the model's context with a note in ``qstar.notes`` and ``X-Qstar-Note``. The
+                           whole conversation is passed on (``protocol``); one longer than the model's context is a
+                           400 ``context_length_exceeded``.
 POST /v1/completions       raw continuation of qstar model text ("question\\npartial chain"), so another qstar or
                            :class:`~qstar.backends.openai_compat.OpenAIPolicy` can use this server step by step.
 GET  /v1/models, GET /health.
@@ -42,6 +49,7 @@ from qstar.serve.batching import BatchingPolicy
 from qstar.serve.config import QUEUE_PER_WORKER, ServeConfig, check_limits, efforts_of
 from qstar.serve.engine import Cancelled, Reasoner, SearchTimeout, split_reasoning
 from qstar.serve.protocol import APIError, parse_chat, parse_completion, parse_json
+from qstar.tasks.format import ANSWER_PREFIX, STEP_END
 
 __all__ = ["create_app", "ServeApp"]
 log = logging.getLogger("qstar.serve")
@@ -81,7 +89,7 @@ class ServeApp:
             raise ValueError(f"default_effort {config.default_effort!r} is not one of {', '.join(self.efforts)}")
         self.policy = policy if isinstance(policy, BatchingPolicy) else BatchingPolicy(
             policy, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms)
-        self.reasoner = Reasoner(self.policy, self.efforts)
+        self.reasoner = Reasoner(self.policy, self.efforts, scorer_checkpoint=config.scorer_checkpoint)
         self.served = config.name or policy.name
         self.pool = ThreadPoolExecutor(config.workers, thread_name_prefix="qstar-search")
         self.started = int(time.time())
@@ -159,6 +167,10 @@ class ServeApp:
 
     async def chat(self, request: Request):
         req = parse_chat(await self.read_json(request), self.config, served=self.served, efforts=self.efforts)
+        context, used = self.reasoner.context, self.reasoner.prompt_tokens(req.prompt)
+        if context is not None and used >= context:  # refused whole, never cut: the model would answer another text
+            raise APIError(400, f"this model's context is {context} tokens; the conversation takes {used} before any "
+                                "reasoning", param="messages", code="context_length_exceeded")
         cancelled = threading.Event()
         deadline = time.monotonic() + self.config.request_timeout_s
         thinking, note = (None, None) if req.thinking is None else thinking_budget(req.thinking, self.reasoner.context)
@@ -169,7 +181,7 @@ class ServeApp:
         if note:  # a clamped thinking budget: said in the response (and its header), never silently
             meta["notes"] = [note]
         headers = {"X-Qstar-Note": note} if note else {}
-        kwargs = dict(effort=req.effort, n=req.n, max_tokens=req.max_tokens, thinking=thinking,
+        kwargs = dict(effort=req.effort, n=req.n, max_tokens=req.max_tokens, thinking=thinking, prompt=req.prompt,
                       temperature=req.temperature, top_p=req.top_p, deadline=deadline, cancelled=cancelled)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
@@ -180,9 +192,7 @@ class ServeApp:
             raise
         except Exception as e:
             raise _search_error(e) from None
-        choices = [{"index": i, "message": {"role": "assistant", "content": r.answer or "", "refusal": None,
-                                            "reasoning": split_reasoning(r.chain)},
-                    "logprobs": None, "finish_reason": "stop" if r.answer is not None else "length"}
+        choices = [{"index": i, "message": _message(r), "logprobs": None, "finish_reason": _finish(r)}
                    for i, r in enumerate(results)]
         meta |= {"scores": [_finite(r.score) for r in results], "flops": sum(r.ledger.flops for r in results)}
         return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": self.served,
@@ -201,7 +211,9 @@ class ServeApp:
 
         def work():
             try:
-                post("done", self.reasoner.run(req.question, on_progress=lambda ev: post("progress", ev), **kwargs))
+                post("done", self.reasoner.run(req.question, on_progress=lambda ev: post("progress", ev),
+                                               on_step=(lambda text: post("step", text)) if req.n == 1 else None,
+                                               **kwargs))
             except BaseException as e:  # noqa: B036 - every failure must reach the client
                 post("error", e)
 
@@ -229,21 +241,39 @@ class ServeApp:
             try:
                 for i in range(req.n):
                     yield chunk({"role": "assistant", "content": ""}, i)
+                live, answered = "", False  # thinking lines streamed while the search ran (one chain, n = 1)
                 kind, item = first
-                while kind == "progress":
-                    yield chunk({"reasoning": f"[search] {meta['strategy']}@{meta['budget']}: call {item['calls']}, "
-                                              f"{item['rows']} samples, {item['tokens']}/{item['cap']} tokens\n"})
+                while kind in ("progress", "step"):
+                    if kind == "progress" and item["rows"] > 1:  # many chains at once: say what the search does
+                        yield chunk(_thinking(f"[search] {meta['strategy']}@{meta['budget']}: call {item['calls']}, "
+                                              f"{item['rows']} samples, {item['tokens']}/{item['cap']} tokens\n"))
+                    elif kind == "step" and not answered:
+                        # a finished thinking line goes out now; the answer line (or a cut last line) is the end
+                        answered = item.startswith(ANSWER_PREFIX) or not item.endswith(STEP_END)
+                        if not answered:  # lines joined by "\n" as in message.reasoning (no trailing newline)
+                            line = ("\n" if live else "") + item[:-1]
+                            live += line
+                            yield chunk(_thinking(line))
                     kind, item = await queue.get()
                 if kind == "error":
                     yield _sse(_search_error(item).body())
                     return
                 results, usage = item
                 for i, r in enumerate(results):
-                    for line in split_reasoning(r.chain).splitlines(keepends=True):
-                        yield chunk({"reasoning": line}, i)
+                    message = _message(r)
+                    if message["refusal"] is not None:
+                        yield chunk({"refusal": message["refusal"]}, i)
+                        yield chunk({}, i, _finish(r))
+                        continue
+                    thinking = message["reasoning"]
+                    if i == 0 and live:  # the rest of the streamed chain, or (another chain won) the chosen one
+                        same = thinking == live or thinking.startswith(live + STEP_END)
+                        thinking = thinking[len(live):] if same else "\n[search] the chosen chain:\n" + thinking
+                    for line in thinking.splitlines(keepends=True):
+                        yield chunk(_thinking(line), i)
                     if r.answer is not None:
                         yield chunk({"content": r.answer}, i)
-                    yield chunk({}, i, "stop" if r.answer is not None else "length")
+                    yield chunk({}, i, _finish(r))
                 if req.include_usage:
                     yield _sse({**base, "choices": [], "usage": usage})
                 yield "data: [DONE]\n\n"
@@ -299,6 +329,26 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
 
 def _sse(obj) -> str:
     return f"data: {json.dumps(obj)}\n\n"
+
+
+def _thinking(text: str) -> dict:
+    """A delta of thinking, under both names clients read (vLLM's ``reasoning``, DeepSeek's ``reasoning_content``)."""
+    return {"reasoning": text, "reasoning_content": text}
+
+
+def _message(r) -> dict:
+    """The assistant message of one search result: the answer as content, the chosen chain's thinking under both
+    names, and the refusal (``Reasoner.refusal``'s text; then nothing else)."""
+    refusal = r.info.get("refusal")
+    if refusal is not None:
+        return {"role": "assistant", "content": None, "refusal": refusal, "reasoning": None, "reasoning_content": None}
+    thinking = split_reasoning(r.chain)
+    return {"role": "assistant", "content": r.answer or "", "refusal": None, "reasoning": thinking,
+            "reasoning_content": thinking}
+
+
+def _finish(r) -> str:
+    return "stop" if r.answer is not None or r.info.get("refusal") is not None else "length"
 
 
 def _text_choice(c: Completion, index: int, req, policy) -> dict:

@@ -37,7 +37,8 @@ def load_policy(cfg: ServeConfig):
 
     key = cfg.upstream_api_key or os.environ.get("QSTAR_UPSTREAM_API_KEY") or None
     return OpenAIPolicy(cfg.upstream, cfg.upstream_model, api_key=key, timeout=cfg.upstream_timeout_s,
-                        max_retries=cfg.upstream_retries)
+                        max_retries=cfg.upstream_retries, chat=cfg.upstream_chat,
+                        chat_template=cfg.upstream_chat_template)
 
 
 def run_serve(cfg: ServeConfig) -> int:

@@ -37,6 +37,11 @@ class ServeConfig:
     """Model id on the upstream server (required with --upstream)."""
     upstream_api_key: str = ""
     """Bearer key for the upstream (default: $QSTAR_UPSTREAM_API_KEY)."""
+    upstream_chat: bool = False
+    """Sample whole chains from the upstream's /v1/chat/completions (an LLM's own chat format, its reasoning or
+    reasoning_content read as the thinking); steps still continue through /v1/completions."""
+    upstream_chat_template: str = ""
+    """The upstream model's chat template (jinja string, file, or its model dir) for /v1/completions prompts."""
     upstream_timeout_s: float = 60.0
     """Seconds per upstream request before it counts as failed (and is retried)."""
     upstream_retries: int = 3
@@ -61,10 +66,13 @@ class ServeConfig:
     effort_medium: str = ""
     """reasoning_effort=medium as a spec like --effort-none's; empty: the table's (think:128)."""
     effort_high: str = ""
-    """reasoning_effort=high as a spec like --effort-none's (e.g. beam:16:checker); empty: the table's (think:256)."""
+    """reasoning_effort=high as a spec like --effort-none's (e.g. beam:16:cheap); empty: the table's (think:256)."""
     effort_xhigh: str = ""
     """reasoning_effort=xhigh as a spec like --effort-none's; empty: the table's (think:256:parallel=4, the majority
     of 4 budgeted chains)."""
+    scorer_checkpoint: str = ""
+    """Reward-model run dir or checkpoint (`qstar train prm` / `qstar train orm`) for efforts whose scorer is learned
+    (prm, orm, checker+prm, checker+orm)."""
     default_effort: str = "medium"
     """Effort used when a request does not set reasoning_effort (none, minimal, low, medium, high or xhigh)."""
     max_batch: int = 64
@@ -81,8 +89,9 @@ class ServeConfig:
     """Most messages in a chat request."""
     max_message_chars: int = 16384
     """Longest message content / completions prompt, in characters."""
-    max_question_chars: int = 400
-    """Longest question (last user message, whitespace collapsed) in characters."""
+    max_question_chars: int = 65536
+    """Longest conversation as the model reads it (one line, see qstar.model.tokenizer), in characters; a prompt
+    beyond the model's context is refused whatever this says."""
     max_n: int = 8
     """Largest n (choices per request)."""
     max_completion_tokens: int = 8192

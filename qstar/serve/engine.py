@@ -6,6 +6,14 @@ levels); a request's ``max_thinking_tokens`` runs ``think`` at that budget inste
 (``max_completion_tokens`` counts every sampled token, reasoning included), applies its temperature, and stops the
 search when the client went away or the deadline passed.
 
+Streaming: with ``on_step``, a single-chain full-length call (``think`` at n=1, parallel=1; sequential strategies)
+is decoded one step per policy call (``stop_at_step``, the partial chain growing), so each finished line reaches the
+client while the search runs; the tokens sampled are the same, and each step call re-reads its prompt, which the
+ledger counts. Calls that sample many chains at once report progress only.
+
+Refusals have one home, :meth:`Reasoner.refusal`: a request it refuses is not searched, and its choices carry the
+refusal text (``message.refusal``); none is refused today.
+
 Questions from the API have no gold answer. A question is routed to a task by ``qstar.tasks.routes.route`` (a user's
 wording -> that task's Problem) so reference-free checkers can judge it; otherwise it becomes a
 ``Problem`` of task ``"chat"``, which programmatic scorers treat as "unknown" (0.5, no answer scores 0). The gold
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +32,7 @@ from collections.abc import Callable, Sequence
 from qstar.model.types import Completion, Policy, Prompt
 from qstar.search.effort import Effort, capped
 from qstar.search.options import SearchOptions
-from qstar.search.types import Scorer, SearchResult
+from qstar.search.types import Ledger, Scorer, SearchResult
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
 
@@ -47,20 +56,23 @@ def _parsers() -> list[Callable[[str], Problem | None]]:
     return [route]
 
 
-def make_problem(question: str, parsers: Sequence[Callable[[str], Problem | None]] = ()) -> Problem:
-    """The Problem a chat question is answered as: the first task that recognises it, else task "chat".
+def make_problem(question: str, parsers: Sequence[Callable[[str], Problem | None]] = (), *,
+                 prompt: str | None = None) -> Problem:
+    """The Problem a chat question is answered as: the first task that recognises ``question`` (the last user
+    message), else task "chat"; the policy reads ``prompt`` (the whole conversation's line; default: the question).
 
     The gold answer is always "" (unknown). Never raises on arbitrary text.
     """
     question = clean_line(question)
+    text = clean_line(prompt) if prompt else question
     for parse in parsers:
         try:
             p = parse(question)
         except Exception:  # a recogniser that chokes on user text simply did not recognise it
             p = None
         if isinstance(p, Problem):
-            return dataclasses.replace(p, question=question, answer="")
-    return Problem(CHAT_TASK, question, "", key=f"{CHAT_TASK}:{question}")
+            return dataclasses.replace(p, question=text, answer="")
+    return Problem(CHAT_TASK, text, "", key=f"{CHAT_TASK}:{text}")
 
 
 class RequestPolicy:
@@ -70,35 +82,66 @@ class RequestPolicy:
     clamped to ``remaining // rows``, so ``used <= cap`` always holds. Once nothing is left, calls return empty
     "length" completions without touching the model, and the search winds down with what it has.
     on_progress: called after each policy call with {"calls", "rows", "tokens", "cap"} (from the worker thread).
+    on_step: when set, a one-row full-length call is decoded step by step and each step's text is passed to it as it
+    arrives (see the module docstring).
     """
 
     def __init__(self, policy: Policy, *, cap: int, deadline: float | None = None,
-                 cancelled: threading.Event | None = None, on_progress: Callable[[dict], None] | None = None) -> None:
+                 cancelled: threading.Event | None = None, on_progress: Callable[[dict], None] | None = None,
+                 on_step: Callable[[str], None] | None = None) -> None:
         self.policy, self.cap, self.deadline = policy, cap, deadline
         self.cancelled = cancelled or threading.Event()
-        self.on_progress = on_progress
+        self.on_progress, self.on_step = on_progress, on_step
         self.name, self.params = policy.name, int(getattr(policy, "params", 0) or 0)
         count = getattr(policy, "count_tokens", None)
         if callable(count):  # strategies count text in the backend's tokens where it can (think's thinking)
             self.count_tokens = count
         self.used = self.calls = 0
 
-    def sample(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               max_tokens: int = 256, stop_at_step: bool = False) -> list[list[Completion]]:
+    def _check(self) -> None:
         if self.cancelled.is_set():
             raise Cancelled()
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise SearchTimeout()
+
+    def sample(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+               max_tokens: int = 256, stop_at_step: bool = False) -> list[list[Completion]]:
+        self._check()
         rows = len(prompts) * n
         per_row = min(max_tokens, (self.cap - self.used) // rows) if rows else 0
         if per_row < 1:
             return [[Completion("", finish="length") for _ in range(n)] for _ in prompts]
-        out = self.policy.sample(prompts, n=n, temperature=temperature, top_p=top_p, max_tokens=per_row,
-                                 stop_at_step=stop_at_step)
+        if self.on_step is not None and rows == 1 and not stop_at_step:
+            out = [[self._stepwise(Prompt(*prompts[0]), temperature=temperature, top_p=top_p, max_tokens=per_row)]]
+        else:
+            out = self.policy.sample(prompts, n=n, temperature=temperature, top_p=top_p, max_tokens=per_row,
+                                     stop_at_step=stop_at_step)
         self.used += sum(int(c.n_tokens) for row in out for c in row)
         self.calls += 1
         if self.on_progress is not None:
             self.on_progress({"calls": self.calls, "rows": rows, "tokens": self.used, "cap": self.cap})
+        return out
+
+
+    def _stepwise(self, prompt: Prompt, *, temperature: float, top_p: float, max_tokens: int) -> Completion:
+        """One full-length continuation decoded a step per policy call, each step passed to ``on_step``; the merged
+        Completion is what one call would return (same tokens; prompt tokens summed over the calls)."""
+        out = Completion("", finish="length")
+        while out.n_tokens < max_tokens:
+            if out.n_tokens:
+                self._check()
+            (c,), = self.policy.sample([Prompt(prompt.question, prompt.partial + out.text)], n=1,
+                                       temperature=temperature, top_p=top_p, max_tokens=max_tokens - out.n_tokens,
+                                       stop_at_step=True)
+            out.text, out.logprobs, out.token_ids = (out.text + c.text, out.logprobs + c.logprobs,
+                                                     out.token_ids + c.token_ids)
+            out.n_tokens, out.prompt_tokens = out.n_tokens + int(c.n_tokens), out.prompt_tokens + c.prompt_tokens
+            out.finish = c.finish
+            self.on_step(c.text)
+            if c.finish != "step" or c.n_tokens < 1:
+                break
+        if out.finish == "step":  # out of tokens at a step's end: what one capped call reports
+            out.finish = "length"
         return out
 
 
@@ -114,13 +157,14 @@ def split_reasoning(chain: str) -> str:
 class Reasoner:
     """Runs searches for API requests on a shared policy.
 
-    efforts: level -> Effort. Scorers are built once here; an unknown strategy/scorer or an oracle scorer raises
-    ValueError naming what exists (at server start, not on a request). context: the policy's context length in
-    tokens (None: unknown), the most a request's thinking budget can be.
+    efforts: level -> Effort. Scorers are built once here; an unknown strategy/scorer raises ValueError naming what
+    exists, and an oracle or solver scorer one naming its kind (``qstar.scorers.kinds``), at server start, not on a
+    request. context: the policy's context length in tokens (None: unknown), the most a request's thinking budget
+    can be.
     """
 
-    def __init__(self, policy: Policy, efforts: dict[str, Effort]) -> None:
-        from qstar.scorers import get_scorer
+    def __init__(self, policy: Policy, efforts: dict[str, Effort], *, scorer_checkpoint: str = "") -> None:
+        from qstar.scorers import get_scorer, learned_kind
         from qstar.search import strategy_spec
         from qstar.search.registry import check_knobs
         from qstar.search.thinking import context_length
@@ -133,12 +177,24 @@ class Reasoner:
             strategy_spec(e.strategy)
             self.options[lvl] = SearchOptions().split(e.options)
             check_knobs(e.strategy, self.options[lvl][1])
-        self.scorers = {lvl: get_scorer(e.scorer) for lvl, e in self.efforts.items()}
-        for lvl, s in self.scorers.items():
-            if s.oracle:
-                raise ValueError(f"effort {lvl!r}: scorer {s.name!r} reads gold answers (oracle); a server has none")
+        built: dict[str, Scorer] = {}  # one scorer (one reward model) per name, shared by the levels that use it
+        for lvl, e in self.efforts.items():
+            kind = learned_kind(e.scorer)
+            if kind and not scorer_checkpoint:
+                raise ValueError(f"effort {lvl!r}: scorer {e.scorer!r} is learned; pass --scorer-checkpoint (a run "
+                                 f"dir from `qstar train {kind}`)")
+            if e.scorer not in built:
+                built[e.scorer] = get_scorer(e.scorer, **({"checkpoint": scorer_checkpoint} if kind else {}))
+        self.scorers = {lvl: built[e.scorer] for lvl, e in self.efforts.items()}
+        from qstar.scorers.kinds import require_deployable
+        from qstar.tasks import task_names
+
+        for lvl, s in self.scorers.items():  # a question may route to any task: the scorer must verify on each
+            require_deployable(s, [*task_names(), "chat"], where=f"effort {lvl!r}")
         self.none = get_scorer("none")  # for requests that cap the thinking (think reads no scorer)
         self.context = context_length(policy)
+        # a chat upstream samples whole chains; stepping it would send its chains to /v1/completions instead
+        self.steps_live = not getattr(getattr(policy, "policy", policy), "chat", False)
         self.parsers = _parsers()
         count = getattr(policy, "count_tokens", None)
         self.count_tokens: Callable[[str], int] = count if callable(count) else len  # char-level by default
@@ -155,11 +211,14 @@ class Reasoner:
 
     def run(self, question: str, *, effort: str, n: int = 1, max_tokens: int, thinking: int | None = None,
             temperature: float | None = None, top_p: float | None = None, deadline: float | None = None,
-            cancelled: threading.Event | None = None,
-            on_progress: Callable[[dict], None] | None = None) -> tuple[list[SearchResult], dict]:
+            cancelled: threading.Event | None = None, on_progress: Callable[[dict], None] | None = None,
+            on_step: Callable[[str], None] | None = None, prompt: str | None = None,
+            ) -> tuple[list[SearchResult], dict]:
         """Search ``n`` independent answers; returns (results, usage) with usage in OpenAI's shape.
 
-        max_tokens: per-choice cap on generated tokens (reasoning + answer); the search gets ``n * max_tokens``.
+        question: the last user message (what tasks recognise); prompt: the conversation's line the policy reads
+        (default: the question). max_tokens: per-choice cap on generated tokens (reasoning + answer); the search gets
+        ``n * max_tokens``.
         thinking: the request's checked thinking budget (``plan``); None: the level's own.
         temperature, top_p: the request's (None: the effort's own, else the strategy's default).
         """
@@ -168,15 +227,27 @@ class Reasoner:
         eff, scorer, options, knobs = self.plan(effort, thinking)
         asked = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
         options = dataclasses.replace(options, **asked)
+        problem = make_problem(question, self.parsers, prompt=prompt)
+        refused = self.refusal(problem)
+        if refused is not None:
+            results = [SearchResult(None, "", math.nan, Ledger(), info={"refusal": refused}) for _ in range(n)]
+            return results, self.usage(results)
         meter = RequestPolicy(self.policy, cap=n * max_tokens, deadline=deadline, cancelled=cancelled,
-                              on_progress=on_progress)
-        problem = make_problem(question, self.parsers)
+                              on_progress=on_progress, on_step=on_step if self.steps_live else None)
         session = getattr(self.policy, "session", None)
         with session() if callable(session) else contextlib.nullcontext():
             _, rows = run_strategy(meter, scorer, [problem] * n, strategy=eff.strategy, budget=eff.budget,
                                    options=options, graded=False, **knobs)
         results = [r for _, r, _ in rows]
         return results, self.usage(results)
+
+    def refusal(self, problem: Problem) -> str | None:
+        """The refusal text for a request, or None to answer it: the one place a safety policy decides (none yet)."""
+        return None
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens the policy reads for a conversation line: the line, its newline and <bos>."""
+        return self.count_tokens(clean_line(prompt) + STEP_END) + 1
 
     def usage(self, results: Sequence[SearchResult]) -> dict:
         """OpenAI usage from the ledgers: completion = every generated token; of those, the chosen answer line (and

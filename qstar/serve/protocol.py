@@ -1,10 +1,12 @@
 """Request parsing and errors in OpenAI's shapes. Everything a client sends is checked here, so bad input becomes a
 4xx ``{"error": {"message", "type", "param", "code"}}`` and never reaches a search.
 
-Chat requests: the question is the text of the LAST user message. System/developer messages and earlier turns are
-validated (roles, types, sizes) but not shown to the policy: qstar reasoners are trained on single one-line
-questions (a character-level model conditioned on a transcript it never saw in training would be derailed), and
-the Policy seam carries one question. Multi-line questions are joined into one line (``clean_line``).
+Chat requests: the whole conversation (system and developer messages, earlier turns) is passed on, rendered by the
+model's chat template rule (``qstar.model.tokenizer.render_chat``: every message's text in one question line, so a
+single user turn is exactly the trained prompt ``question\\n``). The LAST user message alone is what a task's
+recogniser reads (``engine.make_problem``). Assistant history may carry its thinking as ``reasoning`` or
+``reasoning_content`` (accepted, not shown to the model, as in every reasoning API). Size limits are ``ServeConfig``
+fields; a prompt longer than the model's context is refused by the app (400 ``context_length_exceeded``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import json
 import math
 from dataclasses import dataclass
 
-__all__ = ["APIError", "ChatRequest", "CompletionRequest", "parse_json", "parse_chat", "parse_completion"]
+__all__ = ["APIError", "REASONING_FIELDS", "ChatRequest", "CompletionRequest", "parse_json", "parse_chat",
+           "parse_completion"]
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+#: where an assistant message carries its thinking: vLLM's name and DeepSeek's / llama.cpp's / SGLang's
+REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
 class APIError(Exception):
@@ -109,8 +114,10 @@ def _text(content, where: str, max_chars: int) -> str:
 
 @dataclass
 class ChatRequest:
-    """A validated chat request. max_tokens: per-choice cap on generated tokens (reasoning + answer). thinking: the
-    request's ``max_thinking_tokens`` (>= 1, not yet clamped to the model's context), None when unset."""
+    """A validated chat request. question: the last user message (one line); prompt: the whole conversation as the
+    model reads it (``render_chat``, without its final newline). max_tokens: per-choice cap on generated tokens
+    (reasoning + answer). thinking: the request's ``max_thinking_tokens`` (>= 1, not yet clamped to the model's
+    context), None when unset."""
 
     question: str
     effort: str
@@ -121,6 +128,7 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     thinking: int | None = None
+    prompt: str = ""
 
 
 def _thinking(data: dict) -> int | None:
@@ -152,7 +160,9 @@ def parse_chat(data: dict, cfg, *, served: str, efforts) -> ChatRequest:
         raise _bad("'messages' must be a non-empty array", "messages", "invalid_type")
     if len(msgs) > cfg.max_messages:
         raise _bad(f"'messages' has {len(msgs)} entries; the limit is {cfg.max_messages}", "messages")
-    question = None
+    from qstar.model.tokenizer import render_chat
+
+    question, history = None, []
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -163,16 +173,23 @@ def parse_chat(data: dict, cfg, *, served: str, efforts) -> ChatRequest:
         if "content" not in m and m["role"] != "assistant":
             raise _bad(f"{where}.content is required", f"{where}.content", "missing_required_parameter")
         text = _text(m.get("content"), f"{where}.content", cfg.max_message_chars)
+        for field in REASONING_FIELDS if m["role"] == "assistant" else ():  # earlier thinking: checked, not shown
+            _text(m.get(field), f"{where}.{field}", cfg.max_message_chars)
         if m["role"] == "user":
             question = text
+        history.append({"role": m["role"], "content": text})
     if question is None:
         raise _bad("'messages' must contain a user message (the question)", "messages")
     question = " ".join(question.split())
     if not question:
         raise _bad("the last user message is empty", "messages")
-    if len(question) > cfg.max_question_chars:
-        raise _bad(f"the question is {len(question)} characters; this server answers at most "
-                   f"{cfg.max_question_chars}", "messages", "string_above_max_length")
+    try:
+        prompt = render_chat(history)[:-1]  # the template's rule; its final "\n" ends the question line
+    except ValueError as e:
+        raise _bad(str(e)[:300], "messages") from None
+    if len(prompt) > cfg.max_question_chars:
+        raise _bad(f"the conversation is {len(prompt)} characters as the model reads it; this server takes at most "
+                   f"{cfg.max_question_chars} (--max-question-chars)", "messages", "string_above_max_length")
     effort = data.get("reasoning_effort")
     effort = cfg.default_effort if effort is None else effort
     if not isinstance(effort, str) or effort not in efforts:
@@ -188,6 +205,7 @@ def parse_chat(data: dict, cfg, *, served: str, efforts) -> ChatRequest:
         raise _bad("'stream_options' must be an object", "stream_options", "invalid_type")
     return ChatRequest(
         question=question,
+        prompt=prompt,
         effort=effort,
         n=_int(data, "n", lo=1, hi=cfg.max_n, default=1),  # type: ignore[arg-type]
         max_tokens=max_tokens,  # type: ignore[arg-type]
