@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 import qstar  # noqa: F401  (sets thread env before torch loads)
@@ -18,7 +19,12 @@ COMMANDS: dict[str, str] = {
     "train orm": "qstar.learn.reward_model:RewardConfig:train_orm",
     "train expert-iteration": "qstar.learn.expert_iteration:ExpertIterationConfig:train_expert_iteration",
     "train distill": "qstar.learn.distill:DistillConfig:train_distill",
+    "train value": "qstar.learn.value:ValueConfig:train_value",
+    "train alphazero": "qstar.learn.alphazero:AlphaZeroConfig:train_alphazero",
     "search": "qstar.search.cli:SearchConfig:run_search",
+    "fit compute-optimal": "qstar.search.compute_optimal:FitConfig:fit_compute_optimal",
+    "eval": "qstar.lab.eval:EvalConfig:run_eval",
+    "relabel": "qstar.lab.relabel:RelabelConfig:run_relabel",
     "serve": "qstar.serve.cli:ServeConfig:run_serve",
     "demo": "qstar.lab.demo:DemoConfig:run_demo",
     "sweep": "qstar.lab.sweep:SweepConfig:run_sweep",
@@ -26,6 +32,10 @@ COMMANDS: dict[str, str] = {
     "ask": "qstar.lab.ask:AskConfig:run_ask",
     "tasks": "qstar.tasks.cli:TasksConfig:run_tasks",
 }
+
+#: commands that train data-parallel under torchrun (qstar.learn.distributed); the others refuse a multi-process
+#: launch, where every process would run the whole command and write the same files
+DATA_PARALLEL = {"train sft"}
 
 
 class UserError(Exception):
@@ -67,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     words = [w for w, s in COMMANDS.items() if s == spec][0]
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and words not in DATA_PARALLEL:
+        only = ", ".join(sorted(DATA_PARALLEL))
+        print(f"qstar {words}: error: does not run data-parallel under torchrun (only {only} does); run it as one "
+              "process", file=sys.stderr)
+        return 2
     try:
         cfg_cls, fn = _command(spec)
     except ImportError as e:
@@ -78,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_namespace(cfg_cls, ns)
         result = fn(cfg)
-    except (UserError, ValueError, FileNotFoundError) as e:
+    # ImportError: an optional engine's guard naming its extra; ConnectionError: an unreachable cluster or server
+    except (UserError, ValueError, FileNotFoundError, ImportError, ConnectionError) as e:
         print(f"qstar {words}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,11 +36,15 @@ CLI_SMOKE = {
     "train distill": "test_train_distill", "search": "test_search", "serve": "test_serve_answers_the_openai_sdk",
     "demo": "test_lab_demo.py::test_quick_demo_end_to_end", "sweep": "test_sweep_resumes",
     "report": "test_report_of_the_sweep", "ask": "test_ask", "tasks": "test_tasks",
+    "eval": "test_eval.py::test_eval_through_transformers_matches_qstars_sampler",
+    "relabel": "test_eval.py::test_relabel_a_checkpoint_keeps_only_verified_chains_resumes_and_never_mixes",
+    "train value": "test_train_value_then_search_with_it", "train alphazero": "test_train_alphazero",
+    "fit compute-optimal": "test_fit_compute_optimal_then_search_with_it",
 }
 #: the test of each script in benchmarks/ (bench_common.py is their shared helper module, not a script)
 SCRIPT_SMOKE = {name: f"test_bench_{name}" for name in
                 ("sampler", "serve_load", "optimizers", "prm", "retry", "countdown_ei", "grpo", "search",
-                 "grpo_vs_trl", "thinking")}
+                 "grpo_vs_trl", "thinking", "ddp", "executor", "labels")}
 
 
 def json_lines(text: str) -> list[dict]:
@@ -166,6 +170,39 @@ def test_train_grpo(sft_run, tmp_path, capsys):
     assert 0 <= summary["greedy_accuracy_after"] <= 1 and Path(summary["checkpoint"], "config.json").is_file()
     updates = [r for r in read_jsonl(out / "metrics.jsonl") if "rl/reward_mean" in r]
     assert [r["step"] for r in updates] == [1, 2] and all(0 <= r["rl/reward_mean"] <= 1 for r in updates)
+
+
+def test_train_value_then_search_with_it(sft_run, tmp_path, capsys):
+    out = tmp_path / "value"
+    (printed,) = cli(capsys, "train", "value", "--init", sft_run[0], "--task", TASK, "--out", out, "--problems", 4,
+                     "--samples", 2, "--mc-samples", 2, "--max-steps", 2, "--batch-size", 4, "--eval-problems", 2,
+                     "--eval-samples", 2)
+    assert printed["kind"] == "value" and json.loads((out / "summary.json").read_text())["kind"] == "value"
+    (found,) = cli(capsys, "search", "--checkpoint", sft_run[0], "--task", TASK, "--strategy", "beam", "--budget", 2,
+                   "--scorer", "value", "--scorer-checkpoint", out, "--problems", 2, "--max-tokens", 48, "--out",
+                   tmp_path / "search")
+    assert found["scorer_kind"] == "learned" and 0 <= found["accuracy"] <= 1
+
+
+def test_train_alphazero(sft_run, tmp_path, capsys):
+    out = tmp_path / "az"
+    *_, printed = cli(capsys, "train", "alphazero", "--init", sft_run[0], "--task", TASK, "--out", out, "--rounds", 1,
+                      "--problems", 2, "--budget", 2, "--width", 2, "--samples", 2, "--mc-samples", 2,
+                      "--value-steps", 2, "--policy-steps", 2, "--batch-size", 4, "--eval-problems", 2)  # last line
+    assert Path(printed["value"], "config.json").is_file() and (out / "az-round-1" / "summary.json").is_file()
+
+
+def test_fit_compute_optimal_then_search_with_it(sft_run, tmp_path, capsys):
+    import shutil
+
+    ck = tmp_path / "checkpoint"  # the table is written beside the checkpoint: not the shared fixture's
+    shutil.copytree(Path(sft_run[0]) / "checkpoint", ck)
+    (fitted,) = cli(capsys, "fit", "compute-optimal", "--checkpoint", ck, "--task", TASK, "--problems", 3,
+                    "--strategies", "majority", "--budgets", 2, "--probe", 2, "--max-tokens", 40)
+    assert fitted["table"] and (ck / "compute_optimal.json").is_file()
+    (found,) = cli(capsys, "search", "--checkpoint", ck, "--task", TASK, "--strategy", "compute_optimal", "--budget",
+                   4, "--problems", 2, "--max-tokens", 40, "--scorer", "cheap", "--out", tmp_path / "search")
+    assert found["scorer_kind"] == "verifier"
 
 
 def reward_model_then_search(kind: str, strategy: str, sft_dir: Path, tmp_path: Path, capsys) -> None:
@@ -424,13 +461,16 @@ def test_bench_search(sft_run, capsys):
     from qstar.search import STRATEGIES
 
     assert bench("search").main(["--checkpoint", str(sft_run[0]), "--task", TASK, "--problems", "2", "--budgets", "2",
-                                 "--max-tokens", "48"]) == 0
-    rows = json_lines(capsys.readouterr().out)
-    assert [r["strategy"] for r in rows] == [s for s in STRATEGIES if s != "think"]  # think's budget is tokens
+                                 "--max-tokens", "48", "--seeds", "0"]) == 0
+    *rows, verdict = json_lines(capsys.readouterr().out)
+    # think's budget is tokens, so it runs only when asked for; mcts_gumbel is mcts with the Gumbel root rule
+    assert [r["strategy"] for r in rows] == [s for s in STRATEGIES if s != "think"] + ["mcts_gumbel"]
+    assert {"efficiency_vs_best_of_n", "ci_low", "ci_high", "strategy", "scorer_kind"} <= set(verdict)
     for r in rows:
-        assert (r["budget"], r["problems"], r["task"], r["scorer"]) == (2, 2, TASK, "checker")
+        assert (r["budget"], r["problems"], r["task"], r["scorer"], r["scorer_kind"]) == (2, 2, TASK, "cheap",
+                                                                                         "verifier")
         assert 0 <= r["accuracy"] <= 1 and r["tokens_per_problem"] > 0
-        assert ("nodes_per_second" in r) == (r["strategy"] in ("beam", "dvts", "mcts"))
+        assert ("nodes_per_second" in r) == (r["strategy"] in ("beam", "dvts", "mcts", "mcts_gumbel"))
 
 
 def test_bench_grpo_vs_trl(sft_run, tmp_path, monkeypatch):
@@ -448,6 +488,16 @@ def test_bench_grpo_vs_trl(sft_run, tmp_path, monkeypatch):
     assert 0 <= q["reward_mean"] <= 1
 
 
+def test_bench_ddp(tmp_path, capsys):
+    # torchrun with 1 and 2 gloo processes at the same global batch (5 rows: split 3 + 2)
+    rows = bench("ddp").main(["--task", TASK, "--preset", "tiny", "--steps", "2", "--batch-size", "5", "--out",
+                              str(tmp_path)])
+    assert json_lines(capsys.readouterr().out) == rows
+    assert [(r["processes"], r["steps"]) for r in rows[:2]] == [(1, 2), (2, 2)] and rows[0]["updates_per_s"] > 0
+    summary = rows[-1]
+    assert summary["what"] == "summary" and summary["scaling_efficiency"] > 0 and summary["max_weight_diff"] < 1e-5
+
+
 def test_bench_thinking(tmp_path, capsys):
     final = bench("thinking").main(["--quick", "--out", str(tmp_path / "run")])
     rows = [r for r in json_lines(capsys.readouterr().out) if r.get("bench") == "thinking"]  # not the trainers' lines
@@ -456,3 +506,19 @@ def test_bench_thinking(tmp_path, capsys):
     assert set(targets) == {"rl_span", "thinking_span"} and all(isinstance(t["met"], bool) for t in targets.values())
     assert {r["thinking_budget"] for r in rows if r["row"] == "think"} == {0, 16, 64}
     assert [r["seed"] for r in rows if r["row"] == "rl"] == [0, 1]
+
+
+def test_bench_executor(sft_run, ray_session, capsys):
+    # the same 2-cell sweep through the local executor and through the session's Ray cluster
+    bench("executor").main(["--checkpoint", str(sft_run[0]), "--task", TASK, "--strategies", "greedy", "--budgets",
+                            "1", "2", "--seeds", "0", "--problems", "2", "--workers", "1"])
+    *lines, last = json_lines(capsys.readouterr().out)
+    rows = [r for r in lines if "executor" in r]  # not the sweeps' own summary lines
+    assert [r["executor"] for r in rows] == ["local", "ray"] and all(r["same_results"] for r in rows)
+    assert last["cells"] == 2 and last["overhead"] > 0 and last["ray_init_seconds"] < 1  # the cluster was reused
+
+
+def test_bench_labels(sft_run, capsys):
+    bench("labels").main(["--policy", str(sft_run[0]), "--task", TASK, "--problems", "2", "--test-problems", "2",
+                          "--samples", "1", "--rollouts", "1", "--prm-steps", "2"])
+    assert json_lines(capsys.readouterr().out)

@@ -198,7 +198,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             problems = [replace(p, question=with_target(p.question, draw.choice(targets))) for p in problems]
         prompts = [tok.encode(render_prompt(p.question), bos=True) for p in problems]
         model.eval()
-        samples = generate(model, prompts, n=G, max_new_tokens=max_new, temperature=cfg.temperature,
+        room = model.cfg.max_seq_len - max(map(len, prompts))  # a long corpus's budget may not fit every prompt
+        samples = generate(model, prompts, n=G, max_new_tokens=min(max_new, room), temperature=cfg.temperature,
                            stop_ids=(tok.eos_id,), seed=cfg.seed * 1_000_003 + step)
         flat = [s for row in samples for s in row]
         texts = [tok.decode(s.tokens) for s in flat]

@@ -54,9 +54,11 @@ class SearchConfig:
     out: str = "runs/search"
     """Output directory for summary.json and results.jsonl."""
     scorer: str = "checker"
-    """Verifier guiding selection: none, checker, oracle (reads the gold answer: analysis only), orm, prm."""
+    """Verifier guiding selection: none, cheap (checks that verify without solving again), checker (a solver on most
+    tasks: it recomputes the answer from the question, a ceiling), oracle (reads the gold answer: analysis only),
+    orm, prm; summary.json's scorer_kind says which kind it was on this task."""
     scorer_checkpoint: str = ""
-    """Checkpoint of a learned scorer (orm/prm only)."""
+    """Checkpoint of a learned scorer (orm, prm or value; with checker+prm, cheap+prm, ... the learned part)."""
     seed: int = 0
     """Seed for problem generation and sampling."""
     temperature: float = 0.8
@@ -105,6 +107,11 @@ def run_search(cfg: SearchConfig) -> dict:
     # --temperature is for the strategies that sample; greedy, sequential and think keep their temperature 0
     sampling = SearchOptions(temperature=None if spec.deterministic else cfg.temperature, max_tokens=cfg.max_tokens)
     knobs = {**(effort.options if effort else {}), **options}
+    if strategy == "compute_optimal" and "table" not in knobs:  # a table fitted for this checkpoint, when present
+        from qstar.search.compute_optimal import table_path
+
+        if table_path(cfg.checkpoint).is_file():
+            knobs["table"] = str(table_path(cfg.checkpoint))
     summary, rows = run_strategy(policy, scorer, problems, strategy=strategy, budget=budget, options=sampling,
                                  **knobs)
     summary |= {"task": task_name, "split": cfg.split, "checkpoint": str(cfg.checkpoint), "seed": cfg.seed}
