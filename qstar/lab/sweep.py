@@ -3,11 +3,17 @@
 Each cell runs one strategy at one budget over the same held-out problems and appends one ``test`` record (plus
 ``tree`` records for tree strategies) in ONE write. A killed sweep continues where it stopped: finished cells are
 found by key and skipped; a torn last line and trees of an unfinished cell are dropped first.
+
+Cells run through ``qstar.executor``: in this process (the default), in a process pool (``--workers K``) or on Ray
+actors (``--executor ray [--ray-address ADDR]``); each worker loads each checkpoint once. Only this process writes
+the jsonl, so a worker that dies leaves nothing behind; its cell is retried (``--retries``), then reported failed and
+left for the next run, while the other cells go on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qstar.executor import EXECUTORS, get_executor
 from qstar.lab.metrics import append_records, read_metrics, write_records
 from qstar.scorers import learned_kind
 
@@ -39,8 +46,9 @@ class SweepConfig:
     task: str = ""
     """Task whose held-out (test) split is evaluated; empty: the task the first checkpoint was trained on, else
     mixture."""
-    problems: int = 40
-    """Held-out problems per cell."""
+    problems: int = 100
+    """Held-out problems per cell (at 100 a cell's 95% interval is about +-10 points; fewer cannot separate
+    strategies)."""
     problem_seed: int = 0
     """Seed of the held-out problem set."""
     scorer: str = "prm"
@@ -53,6 +61,16 @@ class SweepConfig:
     """Search trees recorded per tree strategy (largest budget, first seed) for the report's tree viewer."""
     force: bool = False
     """Start the jsonl over instead of refusing when it holds cells of a different configuration."""
+    executor: str = field(default="local", metadata={"choices": EXECUTORS})
+    """Where cells run: local (this process, or a process pool for --workers > 1) or ray (Ray actors; needs
+    `pip install 'qstar[ray]'`)."""
+    ray_address: str = ""
+    """Ray cluster to join (`auto`, `host:port` or `ray://host:port`); empty starts a local one (or uses
+    $RAY_ADDRESS)."""
+    workers: int = 1
+    """Parallel workers (pool processes or Ray actors, one CPU each); each loads each checkpoint once."""
+    retries: int = 2
+    """Times a cell whose worker raised or died is run again before it is reported failed (a rerun retries it)."""
 
 
 Cell = dict  # {model, checkpoint, strategy, budget, seed}
@@ -88,7 +106,8 @@ def config_hash(cfg: SweepConfig) -> str:
     from qstar.model.checkpoint import task_for
 
     d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoints", "strategies", "budgets", "seeds",
-                                                              "trees", "force")}
+                                                              "trees", "force", "executor", "ray_address",
+                                                              "workers", "retries")}
     d["task"] = task_for(cfg.task, cfg.checkpoints, default="mixture", note=False)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -140,7 +159,9 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     """Run every unfinished cell; returns {cells, ran, skipped, out, seconds}.
 
     runner(cell, cfg) -> (test record without key fields, tree records): defaults to ``ModelCellRunner`` (real
-    checkpoints, qstar.search strategies); tests inject scripted ones. on_cell(done, total) reports progress.
+    checkpoints, qstar.search strategies); tests inject scripted ones (picklable ones for a pool or Ray, where each
+    worker gets a copy). on_cell(done, total) reports progress. Cells that still fail after ``cfg.retries`` retries
+    raise RuntimeError once every other cell is written.
     """
     from qstar.model.checkpoint import task_for
 
@@ -156,22 +177,44 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
         check_config(cfg)
     done = load_done(path, chash, force=cfg.force)
     todo = [c for c in cells if cell_key(c, chash) not in done]
-    runner = runner or ModelCellRunner()
-    t0 = time.perf_counter()
-    for i, cell in enumerate(todo):
-        key = cell_key(cell, chash)
-        test, trees = runner(cell, cfg)
-        test.update(kind="test", key=key, config_hash=chash, model=cell["model"],
-                    strategy=spec_label(cell["strategy"]),
-                    budget=cell["budget"], seed=cell["seed"])
-        trees = [dict(t, kind="tree", cell=key) for t in trees]
-        append_records(path, [*trees, test])  # the test line, written last, marks the cell finished
-        if on_cell:
-            on_cell(len(cells) - len(todo) + i + 1, len(cells))
-    result = {"cells": len(cells), "ran": len(todo), "skipped": len(cells) - len(todo), "out": str(path),
-              "seconds": time.perf_counter() - t0}
+    t0, finished, failed = time.perf_counter(), len(cells) - len(todo), []
+    # workers may run in another directory (Ray's): send them absolute paths
+    sent = [dict(c, checkpoint=str(Path(c["checkpoint"]).resolve())) for c in todo]
+    scorer_path = cfg.scorer_checkpoint and str(Path(cfg.scorer_checkpoint).resolve())
+    wcfg = dataclasses.replace(cfg, scorer_checkpoint=scorer_path)
+    with get_executor(cfg.executor, workers=cfg.workers, ray_address=cfg.ray_address, retries=cfg.retries) as ex:
+        for outcome in ex.map(functools.partial(CellWorker, runner, wcfg), sent):
+            cell = todo[outcome.index]
+            key = cell_key(cell, chash)
+            if not outcome.ok:
+                failed.append(f"{key} ({outcome.error})")
+                continue
+            test, trees = outcome.value
+            test.update(kind="test", key=key, config_hash=chash, model=cell["model"],
+                        strategy=spec_label(cell["strategy"]), budget=cell["budget"], seed=cell["seed"])
+            trees = [dict(t, kind="tree", cell=key) for t in trees]
+            append_records(path, [*trees, test])  # the test line, written last, marks the cell finished
+            finished += 1
+            if on_cell:
+                on_cell(finished, len(cells))
+    result = {"cells": len(cells), "ran": len(todo) - len(failed), "skipped": len(cells) - len(todo),
+              "failed": len(failed), "out": str(path), "seconds": time.perf_counter() - t0}
     print(json.dumps(result))
+    if failed:
+        raise RuntimeError(f"{len(failed)} sweep cells failed after {cfg.retries + 1} attempts each; the rest are in "
+                           f"{path}, and rerunning the same command runs only these: {'; '.join(failed[:3])}")
     return result
+
+
+class CellWorker:
+    """One executor worker: ``cell -> (test record, tree records)``, built once per worker so the runner's caches
+    (policies, scorers, problems) serve every cell the worker gets."""
+
+    def __init__(self, runner: Runner | None, cfg: SweepConfig) -> None:
+        self.runner, self.cfg = runner or ModelCellRunner(), cfg
+
+    def __call__(self, cell: Cell) -> tuple[dict, list[dict]]:
+        return self.runner(cell, self.cfg)
 
 
 def check_config(cfg: SweepConfig) -> None:
@@ -242,7 +285,8 @@ class ModelCellRunner:
         summary, rows = run_strategy(policy, scorer, problems, strategy=strategy, budget=cell["budget"],
                                      options=dataclasses.replace(limits, seed=cell["seed"]))
         results = [r for _, r, _ in rows]
-        test = {"scorer": summary["scorer"], "oracle": summary["oracle"], "params": int(getattr(policy, "params", 0)),
+        test = {"scorer": summary["scorer"], "oracle": summary["oracle"], "scorer_kind": summary["scorer_kind"],
+                "params": int(getattr(policy, "params", 0)),
                 "problems": [f"{p.task}:{p.key}" for p in problems], "outcomes": [int(c) for _, _, c in rows],
                 "tokens": [r.ledger.generated_tokens for r in results], "flops": [r.ledger.flops for r in results],
                 "seconds": summary["seconds"]}
