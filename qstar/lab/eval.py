@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qstar.runio import atomic_write_json
 from qstar.search.cli import jsonable
 from qstar.search.estimators import bootstrap_ci, maj_at_k, pass_at_k
 from qstar.tasks import task_of
@@ -224,12 +225,6 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         os.close(fd)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # ---- running ------------------------------------------------------------------------------------------------------
 def _row(i: int, original: Problem, result, correct: bool, strategy: str) -> dict:
     """One results.jsonl line; sampled strategies also record each sample's answer and grade."""
@@ -368,7 +363,7 @@ def run_eval(cfg: EvalConfig) -> int:
     elif done_rows:
         raise ValueError(f"{results} exists without its eval.json: cannot tell which settings made it; use another "
                          f"--out or remove it")
-    _write_json(out / "eval.json", settings)
+    atomic_write_json(out / "eval.json", jsonable(settings))
 
     policy, backend, qstar_trained = make_policy(cfg)
     use_instruction = cfg.prompt == "instruct" or (cfg.prompt == "auto" and not qstar_trained)
@@ -395,6 +390,6 @@ def run_eval(cfg: EvalConfig) -> int:
             "prompt": "instruct" if use_instruction else "task", "strategy": cfg.strategy, "budget": cfg.budget,
             "scorer": scorer.name, "seed": cfg.seed, "seconds_this_run": time.perf_counter() - t0}
     summary = summarize([final[k] for k in sorted(final)], **head)
-    _write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", jsonable(summary))
     print(json.dumps(jsonable(summary)))
     return 0

@@ -26,7 +26,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from qstar.lab.eval import _prompted, _write_json, append_rows, load_problems, make_policy, read_results
+from qstar.lab.eval import _prompted, append_rows, load_problems, make_policy, read_results
+from qstar.runio import atomic_write_json
+from qstar.search.cli import jsonable
 from qstar.tasks import task_of
 
 __all__ = ["RelabelConfig", "run_relabel", "KEEP_RULES"]
@@ -146,7 +148,7 @@ def run_relabel(cfg: RelabelConfig) -> int:
                              f"give another --out")
     elif done or out.exists():
         raise ValueError(f"{out} exists without its {meta_path.name}: refusing to mix; give another --out")
-    _write_json(meta_path, settings)
+    atomic_write_json(meta_path, jsonable(settings))
 
     policy, backend, qstar_trained = make_policy(cfg)
     instruct = cfg.prompt == "instruct" or (cfg.prompt == "auto" and not qstar_trained)
