@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "qstar.lab.sweep:SweepConfig:run_sweep",
     "report": "qstar.lab.report:ReportConfig:run_report",
     "ask": "qstar.lab.ask:AskConfig:run_ask",
+    "safety": "qstar.lab.safety:SafetyConfig:run_safety",
     "tasks": "qstar.tasks.cli:TasksConfig:run_tasks",
 }
 

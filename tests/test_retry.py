@@ -182,3 +182,19 @@ def test_a_mixture_corpus_keeps_the_families_that_cannot_make_a_kind():
         seen[(routed.task if routed else None, CHECK_PREFIX in chain)] += 1
     assert seen[("decimals", False)] > 10 and seen[("decimals", True)] == 0
     assert all(seen[(family, True)] > 10 for family in ("mult", "letters", "cipher", "ages", "countdown"))
+
+
+def test_cut_chains_keep_a_proper_prefix_of_the_thinking_and_the_right_answer():
+    from qstar.learn.retry import cut_chain
+
+    task, rng = get_task("mult"), random.Random(0)
+    cuts = set()
+    for p in task.generate(40, seed=0):
+        ref = task.steps(p)
+        steps, answer = split_chain(cut_chain(task, p, rng))
+        assert answer == p.answer and 1 <= len(steps) < len(ref) and steps == ref[:len(steps)]
+        cuts.add(len(steps))
+    assert len(cuts) > 2  # the cut point varies
+    safety = get_task("safety")
+    bad = next(p for p in safety.generate(50, seed=0) if p.data["rule"])  # cut before its verdict: still refused
+    assert split_chain(cut_chain(safety, bad, rng))[1] == f"refuse {bad.data['rule']}"

@@ -16,6 +16,7 @@ from qstar.tasks.format import render_chain
 # the kinds the issue names, written out per task so that a change to any check shows up here; benchmark tasks
 # (no checks at all) leave the checker nothing to judge with
 BENCHMARKS = {"gsm8k", "math", "math500"}
+UNCHECKED = BENCHMARKS | {"safety"}  # no programmatic check at all (safety's verdict needs the rules' triggers)
 SOLVES = ("ages", "cipher", "mult", "letters", "decimals", "parity", "mixture")
 EXPECTED = {
     "none": dict.fromkeys(task_names(), "verifier"),
@@ -27,7 +28,7 @@ EXPECTED = {
 }
 for _base, _learned in (("checker", "orm"), ("checker", "prm"), ("cheap", "orm"), ("cheap", "prm")):
     # the programmatic part's kind where it judges anything, the learned one elsewhere
-    EXPECTED[f"{_base}+{_learned}"] = {t: "learned" if t in BENCHMARKS or (
+    EXPECTED[f"{_base}+{_learned}"] = {t: "learned" if t in UNCHECKED or (
         _base == "cheap" and t in ("letters", "decimals", "parity")) else EXPECTED[_base][t] for t in task_names()}
 
 

@@ -40,11 +40,13 @@ CLI_SMOKE = {
     "relabel": "test_eval.py::test_relabel_a_checkpoint_keeps_only_verified_chains_resumes_and_never_mixes",
     "train value": "test_train_value_then_search_with_it", "train alphazero": "test_train_alphazero",
     "fit compute-optimal": "test_fit_compute_optimal_then_search_with_it",
+    "safety": "test_safety_then_its_benchmark_continues_it",
 }
 #: the test of each script in benchmarks/ (bench_common.py is their shared helper module, not a script)
 SCRIPT_SMOKE = {name: f"test_bench_{name}" for name in
                 ("sampler", "serve_load", "optimizers", "prm", "retry", "countdown_ei", "grpo", "search",
                  "grpo_vs_trl", "thinking", "ddp", "executor", "labels")}
+SCRIPT_SMOKE["safety"] = "test_safety_then_its_benchmark_continues_it"
 
 
 def json_lines(text: str) -> list[dict]:
@@ -463,8 +465,10 @@ def test_bench_search(sft_run, capsys):
     assert bench("search").main(["--checkpoint", str(sft_run[0]), "--task", TASK, "--problems", "2", "--budgets", "2",
                                  "--max-tokens", "48", "--seeds", "0"]) == 0
     *rows, verdict = json_lines(capsys.readouterr().out)
-    # think's budget is tokens, so it runs only when asked for; mcts_gumbel is mcts with the Gumbel root rule
-    assert [r["strategy"] for r in rows] == [s for s in STRATEGIES if s != "think"] + ["mcts_gumbel"]
+    # think's budget is tokens, so it runs only when asked for; mcts_gumbel is mcts with the Gumbel root rule;
+    # cheap judges nothing on decimals, so until_verified (which would refuse it) is left out
+    assert [r["strategy"] for r in rows] == [s for s in STRATEGIES if s not in ("think", "until_verified")] + [
+        "mcts_gumbel"]
     assert {"efficiency_vs_best_of_n", "ci_low", "ci_high", "strategy", "scorer_kind"} <= set(verdict)
     for r in rows:
         assert (r["budget"], r["problems"], r["task"], r["scorer"], r["scorer_kind"]) == (2, 2, TASK, "cheap",
@@ -522,3 +526,25 @@ def test_bench_labels(sft_run, capsys):
     bench("labels").main(["--policy", str(sft_run[0]), "--task", TASK, "--problems", "2", "--test-problems", "2",
                           "--samples", "1", "--rollouts", "1", "--prm-steps", "2"])
     assert json_lines(capsys.readouterr().out)
+
+
+def test_safety_then_its_benchmark_continues_it(tmp_path, capsys):
+    out = tmp_path / "safety"
+    args = ["safety", "--out", str(out), "--sft-steps", "40", "--rl-updates", "1", "--requests", "8", "--levels",
+            "none,low"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["requests_per_point"] == 8
+    assert set(summary["attack_success"]) == {"none", "low"} and set(summary["targets"]) == {"jailbreaks_fall",
+                                                                                          "few_wrong_refusals"}
+    assert all(0 <= v <= 1 for v in summary["over_refusal"].values())
+    assert (out / "safety.png").stat().st_size > 0 and "attack success" in (out / "report.md").read_text()
+    assert sorted(p.name for p in (out / "seed1").iterdir()) == ["eval-low.json", "eval-none.json", "rl", "sft"]
+    capsys.readouterr()
+    final = bench("safety").main(["--quick", "--out", str(out)])  # continues the finished run: nothing retrains
+    *rows, last = json_lines(capsys.readouterr().out)
+    assert last == final and {k: final[k] for k in ("attack_success", "over_refusal")} == {
+        k: summary[k] for k in ("attack_success", "over_refusal")}
+    assert "held_out_disguise_attack_success" in last and [r["level"] for r in rows if r.get("row") == "level"] == [
+        "none", "low"]
+    assert [r["target"] for r in rows if r.get("row") == "target"] == ["jailbreaks_fall", "few_wrong_refusals"]

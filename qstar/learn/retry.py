@@ -15,6 +15,9 @@ chain, so the chain still ends in a verified answer. Kinds (each ``f(task, probl
 - ``wait_fix``: a chain with a propagated mistake, then the re-check pass finds it, corrects it and finishes.
 - ``backtrack``: Countdown search traces with dead ends and "back left ..." undo lines (``search_trace``).
 - ``short``: the answer line alone (no thinking); ``long``: the task's reference chain.
+- ``cut``: the reference chain's thinking cut after a random number of its lines (at least one, not all), then the
+  right answer (Dualformer's randomly truncated traces): what a thinking budget that runs out mid-chain asks of the
+  model, which then answers from the work it has.
 - ``checked``: the reference chain, then a check of its answer by the task's cheap method (``Task.cheap_check``).
 - ``check_retry``: an attempt with a slipped step, a cheap check of its answer that fails, ``Retry``, the reference
   attempt, a check that passes, the answer.
@@ -33,7 +36,7 @@ from qstar.tasks.base import Problem, Task
 from qstar.tasks.format import CHECK_PREFIX, WAIT_STEP, render_chain
 from qstar.tasks.thinking import RETRY_STEP, cheap_check_line
 
-__all__ = ["check_line", "retry_chain", "recheck_chain", "backtrack_chain", "RETRY_KINDS", "CORPUS_KINDS",
+__all__ = ["check_line", "cut_chain", "retry_chain", "recheck_chain", "backtrack_chain", "RETRY_KINDS", "CORPUS_KINDS",
            "retry_examples", "corpus", "parse_mix", "mixed", "parse_check"]
 
 Example = tuple[str, str]
@@ -121,6 +124,12 @@ def check_retry_chain(task: Task, problem: Problem, rng: random.Random) -> str:
                         problem.answer)], problem.answer)
 
 
+def cut_chain(task: Task, problem: Problem, rng: random.Random) -> str:
+    """The reference thinking cut after 1..n-1 of its n lines, then the right answer (the whole chain when n < 2)."""
+    steps = task.steps(problem)
+    return render_chain(steps[:rng.randint(1, len(steps) - 1)] if len(steps) > 1 else steps, problem.answer)
+
+
 #: kind -> f(task, problem, rng) -> chain text
 RETRY_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
     "retry": retry_chain,
@@ -132,6 +141,7 @@ RETRY_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
 CORPUS_KINDS: dict[str, Callable[[Task, Problem, random.Random], str]] = {
     "short": lambda t, p, r: render_chain([], p.answer),
     "long": lambda t, p, r: t.reference(p),
+    "cut": lambda t, p, r: cut_chain(t, p, r),
     "checked": checked_chain,
     "check_retry": check_retry_chain,
     **RETRY_KINDS,

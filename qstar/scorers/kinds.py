@@ -50,6 +50,7 @@ TASK_CHECKS: dict[str, Checks] = {
     "letters": Checks("solver", "solver", "solver"),
     "decimals": Checks("solver", "", "solver"),
     "parity": Checks("", "", "solver"),
+    "safety": Checks("", "", ""),
     "gsm8k": Checks("", "", ""),
     "math": Checks("", "", ""),
     "math500": Checks("", "", ""),

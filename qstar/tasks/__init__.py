@@ -26,11 +26,12 @@ from qstar.tasks.letters import LetterCount
 from qstar.tasks.mixture import Mixture
 from qstar.tasks.mult import Multiplication
 from qstar.tasks.parity import Parity
+from qstar.tasks.safety import Safety
 
 __all__ = [
     "TASKS", "PlainTask", "Problem", "Task", "Verdict", "check", "extract_answer", "get_task", "is_correct", "judge",
     "load_countdown_tinyzero", "load_gsm8k", "load_math500", "render_chain", "render_prompt", "split_chain",
-    "task_names", "task_of", "verify",
+    "task_names", "task_of", "task_options", "verify",
 ]
 
 #: name -> Task class (or factory taking keyword options)
@@ -42,6 +43,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "letters": LetterCount,
     "decimals": DecimalCompare,
     "cipher": Caesar,
+    "safety": Safety,
     "mixture": Mixture,
     "gsm8k": GSM8K,
     "math500": Math500,
@@ -57,7 +59,14 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str, **kwargs) -> Task:
-    """The task registered as ``name``, built with keyword options (none -> a shared default instance)."""
+    """The task registered as ``name``, built with keyword options (none -> a shared default instance).
+
+    ``name`` may carry options itself, ``"name:key=value[:key=value...]"`` (values are JSON where they parse as JSON,
+    else strings), so every ``--task`` flag takes them and a checkpoint records them with its task:
+    ``"safety:spec=my_rules.txt"``, ``"cipher:shifts=[3]"``.
+    """
+    if isinstance(name, str) and ":" in name and name not in TASKS:
+        name, kwargs = name.split(":", 1)[0], {**task_options(name), **kwargs}
     if not isinstance(name, str) or name not in TASKS:
         raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(task_names())}")
     if kwargs:
@@ -68,6 +77,22 @@ def get_task(name: str, **kwargs) -> Task:
     if name not in _DEFAULT:
         _DEFAULT[name] = TASKS[name]()
     return _DEFAULT[name]
+
+
+def task_options(spec: str) -> dict:
+    """The options of a task string ``"name:key=value:..."`` (``get_task``); ValueError for a malformed one."""
+    import json
+
+    options = {}
+    for part in spec.split(":")[1:]:
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"task {spec!r}: options must look like name:key=value[:key=value...], got {part!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value.strip()
+    return options
 
 
 def task_of(name: str) -> Task:
