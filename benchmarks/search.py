@@ -50,7 +50,7 @@ class BenchConfig:
     """Budgets N (chains worth of compute per problem)."""
     strategies: tuple[str, ...] = ()
     """Strategies to run (default: all but think, whose budget is thinking tokens rather than chains, plus
-    mcts_gumbel)."""
+    mcts_gumbel; until_verified only with a scorer that judges something on the task)."""
     scorer: str = "cheap"
     """Scorer for the strategies that use one: none, cheap (a verifier on every task), checker (a solver on most
     tasks: a ceiling), oracle, orm, prm (learned ones need --scorer-checkpoint)."""
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from qstar.search import STRATEGIES, get_strategy, strategy_spec
     from qstar.search.options import SearchOptions
     from qstar.search.run import run_strategy
+    from qstar.search.sampling import judges
     from qstar.tasks import get_task
 
     # think's budget is thinking tokens, not chains: its rows would sit on another scale (--strategies think runs it)
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     policy = load_policy(checkpoint, seed=cfg.seed)
     scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
     problems = get_task(task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
+    if not cfg.strategies and not judges(scorer, problems):  # it would refuse a scorer that can accept nothing
+        names.remove("until_verified")
+        print(f"note: until_verified left out: scorer {cfg.scorer} judges nothing on {task}", file=sys.stderr)
     records = []
     for seed in cfg.seeds:
         for name in names:

@@ -138,6 +138,10 @@ def test_nan_scores_rank_last_and_never_crash(name):
 def test_oracle_selection_is_flagged_in_every_result(name):
     rs = get_strategy(name)(ScriptedPolicy(table_script(RICH)), get_scorer("oracle"), [prob("q1")], 2)
     assert rs[0].info["oracle"] is True and rs[0].info["scorer"] == "oracle"
+    if name == "until_verified":  # it refuses a scorer that can accept nothing
+        with pytest.raises(ValueError, match="scorer 'none' judges nothing"):
+            get_strategy(name)(ScriptedPolicy(table_script(RICH)), get_scorer("none"), [prob("q1")], 2)
+        return
     rs = get_strategy(name)(ScriptedPolicy(table_script(RICH)), get_scorer("none"), [prob("q1")], 2)
     assert rs[0].info["oracle"] is False
 

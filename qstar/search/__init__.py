@@ -23,14 +23,15 @@ from qstar.search.mcts import mcts
 from qstar.search.nodes import SearchTree, tree_from_json, tree_to_json
 from qstar.search.options import SearchOptions
 from qstar.search.registry import STRATEGIES, StrategySpec, get_strategy, register, strategy_knobs, strategy_spec
-from qstar.search.sampling import best_of_n, greedy, majority, weighted_best_of_n
+from qstar.search.sampling import best_of_n, greedy, majority, until_verified, weighted_best_of_n
 from qstar.search.sequential import sequential
 from qstar.search.thinking import think
 from qstar.search.tree import beam, dvts
 from qstar.search.types import Ledger, Scorer, SearchResult
 
 # the registry, in this order (names in error messages, default benchmark order)
-for _fn in (greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential, think, compute_optimal):
+for _fn in (greedy, majority, best_of_n, weighted_best_of_n, until_verified, beam, dvts, mcts, sequential, think,
+            compute_optimal):
     register(_fn)
 
 __all__ = [

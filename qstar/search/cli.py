@@ -39,7 +39,8 @@ class SearchConfig:
     task: str = ""
     """Task name (see `qstar tasks`); empty: the task the checkpoint was trained on, else mult."""
     strategy: str = "majority"
-    """greedy, majority, best_of_n, weighted_best_of_n, beam, dvts, mcts, sequential, think or compute_optimal."""
+    """greedy, majority, best_of_n, weighted_best_of_n, until_verified, beam, dvts, mcts, sequential, think or
+    compute_optimal."""
     budget: int = 4
     """N: full-chain samples worth of compute per problem (beams, subtrees, simulations, forced continuations;
     think: thinking tokens)."""
