@@ -6,7 +6,9 @@ Without --task the checkpoint's own task is evaluated (a note on stderr says whe
 
 Prints one JSON line per (strategy, budget, seed): strategy, label, budget, seed, accuracy, ci_low, ci_high,
 tokens_per_problem, flops_per_problem, seconds, scorer, oracle, scorer_kind, and nodes_per_second for tree
-strategies. ``mcts_gumbel`` is mcts with the Gumbel + Sequential Halving root rule (``root="gumbel"``).
+strategies. ``mcts_gumbel`` is mcts with the Gumbel + Sequential Halving root rule (``root="gumbel"``);
+``until_verified_one`` is until_verified drawing one chain per round (``batch=1``: no chain drawn past the accepted
+one, at the price of a round per chain).
 The last line is the verdict: efficiency_vs_best_of_n (how many times fewer generated tokens per problem the best
 strategy needs to reach best-of-N's top accuracy, best-of-N using the same scorer kind), ci_low and ci_high (its 95%
 paired bootstrap interval over problems), strategy, scorer_kind (only verifier and learned scorers make this verdict:
@@ -48,6 +50,10 @@ class BenchConfig:
     """Sampling seeds per cell (the problems stay the same; results pool per problem)."""
     budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     """Budgets N (chains worth of compute per problem)."""
+    extra_budgets: tuple[int, ...] = ()
+    """Budgets beyond those that every strategy but best_of_n also runs: best-of-N's top accuracy is reached at its
+    own largest budget, so a strategy that spends fewer tokens per budget needs a larger cap to reach it (the
+    comparison is tokens at equal accuracy, not equal budgets)."""
     strategies: tuple[str, ...] = ()
     """Strategies to run (default: all but think, whose budget is thinking tokens rather than chains, plus
     mcts_gumbel; until_verified only with a scorer that judges something on the task)."""
@@ -79,7 +85,7 @@ def tiny_checkpoint(task: str, steps: int, seed: int, max_seconds: float = SAFET
 
 
 #: pseudo-strategies: (strategy, knobs)
-VARIANTS = {"mcts_gumbel": ("mcts", {"root": "gumbel"})}
+VARIANTS = {"mcts_gumbel": ("mcts", {"root": "gumbel"}), "until_verified_one": ("until_verified", {"batch": 1})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
     problems = get_task(task).generate(cfg.problems, seed=cfg.seed, split=cfg.split)
     if not cfg.strategies and not judges(scorer, problems):  # it would refuse a scorer that can accept nothing
-        names.remove("until_verified")
-        print(f"note: until_verified left out: scorer {cfg.scorer} judges nothing on {task}", file=sys.stderr)
+        dropped = [n for n in names if VARIANTS.get(n, (n,))[0] == "until_verified"]
+        names = [n for n in names if n not in dropped]
+        print(f"note: {', '.join(dropped)} left out: scorer {cfg.scorer} judges nothing on {task}", file=sys.stderr)
     records = []
     for seed in cfg.seeds:
         for name in names:
             strategy, knobs = VARIANTS.get(name, (name, {}))
-            for budget in cfg.budgets:
+            for budget in [*cfg.budgets, *(cfg.extra_budgets if strategy != "best_of_n" else ())]:
                 # --temperature is for the strategies that sample; greedy and sequential keep their temperature 0
                 options = SearchOptions(temperature=None if strategy_spec(strategy).deterministic else cfg.temperature,
                                         max_tokens=cfg.max_tokens, seed=seed)
