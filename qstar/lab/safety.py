@@ -55,8 +55,10 @@ class SafetyConfig:
     """Model size preset."""
     sft_steps: int = 2000
     """SFT updates per seed."""
-    corpus: str = "short=0.2,cut=0.2,long=0.6"
-    """SFT corpus mixture (qstar.learn.retry kinds): short answer-only chains and long deliberations."""
+    corpus: str = "short=0.2,long=0.8"
+    """SFT corpus mixture (qstar.learn.retry kinds): short answer-only chains and long deliberations. Adding ``cut``
+    chains helps a budget that stops the deliberation before its verdict, but lets sampled chains stop early, so
+    xhigh (a vote of sampled chains) let more attacks through (LOG.md, 2026-12-04)."""
     rl_updates: int = 30
     """GRPO updates per seed after SFT (0: SFT only)."""
     rl_lr: float = 5e-5
