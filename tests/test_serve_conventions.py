@@ -57,7 +57,8 @@ def test_refusal_has_its_field():
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
         r = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "abc"}])
         assert r.choices[0].message.refusal is None and r.choices[0].message.content == "3"
-        app.state.reasoner.refusal = lambda problem: "I will not answer that."  # the one place a safety check plugs in
+        # the one place a safety check plugs in
+        app.state.reasoner.refusal = lambda problem, check=None: "I will not answer that."
         r = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "abc"}])
         m = r.choices[0].message
         assert (m.refusal, m.content, r.choices[0].finish_reason) == ("I will not answer that.", None, "stop")

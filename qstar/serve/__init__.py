@@ -2,8 +2,8 @@
 
 Modules, bottom to top: ``config`` (``ServeConfig``, ``Effort``, the server's constants), ``protocol`` (request
 validation, OpenAI error shapes), ``batching`` (BatchingPolicy: cross-request batching), ``engine`` (effort -> search,
-token caps, usage), ``app`` (``ServeApp``: the server's state and route handlers; ``create_app(policy, config)``),
-``cli`` (``run_serve``)."""
+token caps, usage), ``safety`` (the ``--safety-spec`` judge), ``app`` (``ServeApp``: the server's state and route
+handlers; ``create_app(policy, config)``), ``cli`` (``run_serve``)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ POST /v1/chat/completions  o1-style: ``message.content`` = the answer; the chose
                            that decodes one chain (``think`` at n=1, the default table) streams each line as the
                            model writes it; one that samples many chains at once (parallel, beam, best-of-N, n > 1)
                            streams a progress line per policy call and each chosen chain when the search ends.
+                           With ``--safety-spec`` a judge checks each request first (``qstar.serve.safety``): a
+                           refused one has ``message.refusal`` set, ``content`` null and the judge's deliberation as
+                           its reasoning; ``usage.safety_check`` counts the extra call, answered or refused.
                            ``reasoning_effort`` is one of the effort table's levels (``qstar.search.effort``);
                            ``max_completion_tokens`` (legacy ``max_tokens``) caps thinking + answer;
                            ``max_thinking_tokens`` (vLLM's ``thinking_token_budget``) caps the thinking instead,
@@ -49,6 +52,7 @@ from qstar.serve.batching import BatchingPolicy
 from qstar.serve.config import QUEUE_PER_WORKER, ServeConfig, check_limits, efforts_of
 from qstar.serve.engine import Cancelled, Reasoner, SearchTimeout, split_reasoning
 from qstar.serve.protocol import APIError, parse_chat, parse_completion, parse_json
+from qstar.serve.safety import judge_of
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END
 
 __all__ = ["create_app", "ServeApp"]
@@ -89,7 +93,9 @@ class ServeApp:
             raise ValueError(f"default_effort {config.default_effort!r} is not one of {', '.join(self.efforts)}")
         self.policy = policy if isinstance(policy, BatchingPolicy) else BatchingPolicy(
             policy, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms)
-        self.reasoner = Reasoner(self.policy, self.efforts, scorer_checkpoint=config.scorer_checkpoint)
+        self.judge = judge_of(self.policy, config)  # a bad spec stops here, before any port is bound
+        self.reasoner = Reasoner(self.policy, self.efforts, scorer_checkpoint=config.scorer_checkpoint,
+                                 judge=self.judge)
         self.served = config.name or policy.name
         self.pool = ThreadPoolExecutor(config.workers, thread_name_prefix="qstar-search")
         self.started = int(time.time())
@@ -100,6 +106,8 @@ class ServeApp:
         yield
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.policy.close()
+        if self.judge is not None and self.judge.policy is not self.policy:  # --safety-judge's own
+            self.judge.policy.close()
 
     # -- errors ---------------------------------------------------------------------------------------------------
     async def api_error(self, request: Request, e: APIError):
@@ -171,6 +179,9 @@ class ServeApp:
         if context is not None and used >= context:  # refused whole, never cut: the model would answer another text
             raise APIError(400, f"this model's context is {context} tokens; the conversation takes {used} before any "
                                 "reasoning", param="messages", code="context_length_exceeded")
+        too_long = self.judge.overflow(req.prompt) if self.judge is not None else None
+        if too_long:  # the judge's prompt (the spec, the conversation) is never cut either
+            raise APIError(400, too_long, param="messages", code="context_length_exceeded")
         cancelled = threading.Event()
         deadline = time.monotonic() + self.config.request_timeout_s
         thinking, note = (None, None) if req.thinking is None else thinking_budget(req.thinking, self.reasoner.context)
@@ -262,6 +273,8 @@ class ServeApp:
                 for i, r in enumerate(results):
                     message = _message(r)
                     if message["refusal"] is not None:
+                        for line in (message["reasoning"] or "").splitlines(keepends=True):  # the judge's thinking
+                            yield chunk(_thinking(line), i)
                         yield chunk({"refusal": message["refusal"]}, i)
                         yield chunk({}, i, _finish(r))
                         continue
@@ -338,10 +351,11 @@ def _thinking(text: str) -> dict:
 
 def _message(r) -> dict:
     """The assistant message of one search result: the answer as content, the chosen chain's thinking under both
-    names, and the refusal (``Reasoner.refusal``'s text; then nothing else)."""
+    names, and the refusal (``Reasoner.refusal``'s text; then no content, and the safety judge's thinking if any)."""
     refusal = r.info.get("refusal")
     if refusal is not None:
-        return {"role": "assistant", "content": None, "refusal": refusal, "reasoning": None, "reasoning_content": None}
+        why = r.info.get("reasoning")
+        return {"role": "assistant", "content": None, "refusal": refusal, "reasoning": why, "reasoning_content": why}
     thinking = split_reasoning(r.chain)
     return {"role": "assistant", "content": r.answer or "", "refusal": None, "reasoning": thinking,
             "reasoning_content": thinking}

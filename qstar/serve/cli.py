@@ -3,6 +3,7 @@
     qstar serve --checkpoint runs/sft                      # qstar's own model
     qstar serve --hf-model ~/models/qwen                   # any local Hugging Face causal LM
     qstar serve --upstream http://gpu:8000 --upstream-model Qwen/Qwen2.5-0.5B   # vLLM/SGLang/Ollama/another qstar
+    qstar serve --checkpoint runs/safety/seed0/rl --safety-spec qstar/tasks/specs/default.txt   # refuse by a spec
 
 then ``openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=...)`` and ``reasoning_effort="high"``.
 """
@@ -51,6 +52,9 @@ def run_serve(cfg: ServeConfig) -> int:
         cfg.api_key = os.environ["QSTAR_API_KEY"]
     if cfg.host not in LOOPBACK and not cfg.api_key:
         print(f"qstar serve: warning: listening on {cfg.host} without --api-key")
-    app = create_app(load_policy(cfg), cfg)  # validates efforts and limits before binding
+    from qstar.serve.safety import spec_of
+
+    spec_of(cfg)  # a bad --safety-spec fails before a (slow) model load
+    app = create_app(load_policy(cfg), cfg)  # validates efforts, limits and the safety judge before binding
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
     return 0

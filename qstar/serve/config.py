@@ -17,7 +17,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 QUEUE_PER_WORKER = 4
 #: ServeConfig fields that must be >= 1
 LIMITS = ("workers", "max_body_bytes", "max_messages", "max_message_chars", "max_question_chars", "max_n",
-          "max_completion_tokens", "default_max_completion_tokens", "max_prompts")
+          "max_completion_tokens", "default_max_completion_tokens", "max_prompts", "safety_thinking")
 
 
 @dataclass
@@ -73,6 +73,18 @@ class ServeConfig:
     scorer_checkpoint: str = ""
     """Reward-model run dir or checkpoint (`qstar train prm` / `qstar train orm`) for efforts whose scorer is learned
     (prm, orm, checker+prm, checker+orm)."""
+    safety_spec: str = ""
+    """Safety specification file (qstar.tasks.spec's format: 'S2: Never help anyone make or get a weapon.' per line):
+    every request is first checked against it by a judge that deliberates in one extra call, and a request that
+    breaks a rule gets message.refusal instead of an answer. The judge is the served model (prompted with the spec;
+    a qstar checkpoint trained on the safety task reads requests as trained and must be given its own rules), or
+    --safety-judge. Empty: no safety check."""
+    safety_judge: str = ""
+    """qstar safety reasoner (run dir or checkpoint trained on the safety task, e.g. by `qstar safety`) that judges
+    requests in front of any backend; without --safety-spec it judges by the rules it was trained on."""
+    safety_thinking: int = 256
+    """Thinking budget of the safety judge, in tokens, the same for every request (a client's reasoning_effort
+    cannot turn the check down); clamped to the judge's context."""
     default_effort: str = "medium"
     """Effort used when a request does not set reasoning_effort (none, minimal, low, medium, high or xhigh)."""
     max_batch: int = 64

@@ -12,7 +12,9 @@ client while the search runs; the tokens sampled are the same, and each step cal
 ledger counts. Calls that sample many chains at once report progress only.
 
 Refusals have one home, :meth:`Reasoner.refusal`: a request it refuses is not searched, and its choices carry the
-refusal text (``message.refusal``); none is refused today.
+refusal text (``message.refusal``). It refuses what the safety judge (``qstar.serve.safety``, with
+``--safety-spec``) refuses: the judge deliberates over the request in one extra call before any search, and its
+tokens are counted in the usage (``safety_check``), refused or not.
 
 Questions from the API have no gold answer. A question is routed to a task by ``qstar.tasks.routes.route`` (a user's
 wording -> that task's Problem) so reference-free checkers can judge it; otherwise it becomes a
@@ -28,6 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from qstar.model.types import Completion, Policy, Prompt
 from qstar.search.effort import Effort, capped
@@ -35,6 +38,9 @@ from qstar.search.options import SearchOptions
 from qstar.search.types import Ledger, Scorer, SearchResult
 from qstar.tasks.base import Problem
 from qstar.tasks.format import ANSWER_PREFIX, STEP_END, clean_line
+
+if TYPE_CHECKING:
+    from qstar.serve.safety import Check, SafetyJudge
 
 __all__ = ["Effort", "Reasoner", "RequestPolicy", "Cancelled", "SearchTimeout", "make_problem"]
 
@@ -160,10 +166,11 @@ class Reasoner:
     efforts: level -> Effort. Scorers are built once here; an unknown strategy/scorer raises ValueError naming what
     exists, and an oracle or solver scorer one naming its kind (``qstar.scorers.kinds``), at server start, not on a
     request. context: the policy's context length in tokens (None: unknown), the most a request's thinking budget
-    can be.
+    can be. judge: the safety judge every request passes first (None: no safety check).
     """
 
-    def __init__(self, policy: Policy, efforts: dict[str, Effort], *, scorer_checkpoint: str = "") -> None:
+    def __init__(self, policy: Policy, efforts: dict[str, Effort], *, scorer_checkpoint: str = "",
+                 judge: SafetyJudge | None = None) -> None:
         from qstar.scorers import get_scorer, learned_kind
         from qstar.search import strategy_spec
         from qstar.search.registry import check_knobs
@@ -171,7 +178,7 @@ class Reasoner:
 
         if not efforts:
             raise ValueError("at least one reasoning effort level is needed")
-        self.policy, self.efforts = policy, dict(efforts)
+        self.policy, self.efforts, self.judge = policy, dict(efforts), judge
         self.options: dict[str, tuple[SearchOptions, dict]] = {}  # level -> (shared options, the strategy's knobs)
         for lvl, e in self.efforts.items():
             strategy_spec(e.strategy)
@@ -228,10 +235,14 @@ class Reasoner:
         asked = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
         options = dataclasses.replace(options, **asked)
         problem = make_problem(question, self.parsers, prompt=prompt)
-        refused = self.refusal(problem)
+        check = None
+        if self.judge is not None:  # one check per request, whatever n; the client's caps do not shrink it
+            check = self.judge.check(prompt or question, deadline=deadline, cancelled=cancelled)
+        refused = self.refusal(problem, check)
         if refused is not None:
-            results = [SearchResult(None, "", math.nan, Ledger(), info={"refusal": refused}) for _ in range(n)]
-            return results, self.usage(results)
+            info = {"refusal": refused} | ({"reasoning": check.reasoning} if check is not None else {})
+            results = [SearchResult(None, "", math.nan, Ledger(), info=dict(info)) for _ in range(n)]
+            return results, self.usage(results, check)
         meter = RequestPolicy(self.policy, cap=n * max_tokens, deadline=deadline, cancelled=cancelled,
                               on_progress=on_progress, on_step=on_step if self.steps_live else None)
         session = getattr(self.policy, "session", None)
@@ -239,30 +250,36 @@ class Reasoner:
             _, rows = run_strategy(meter, scorer, [problem] * n, strategy=eff.strategy, budget=eff.budget,
                                    options=options, graded=False, **knobs)
         results = [r for _, r, _ in rows]
-        return results, self.usage(results)
+        return results, self.usage(results, check)
 
-    def refusal(self, problem: Problem) -> str | None:
-        """The refusal text for a request, or None to answer it: the one place a safety policy decides (none yet)."""
-        return None
+    def refusal(self, problem: Problem, check: Check | None = None) -> str | None:
+        """The refusal text for a request, or None to answer it: the one place a safety policy decides. Today that is
+        the safety judge's verdict (``check``; None without --safety-spec)."""
+        return check.refusal if check is not None else None
 
     def prompt_tokens(self, prompt: str) -> int:
         """Tokens the policy reads for a conversation line: the line, its newline and <bos>."""
         return self.count_tokens(clean_line(prompt) + STEP_END) + 1
 
-    def usage(self, results: Sequence[SearchResult]) -> dict:
+    def usage(self, results: Sequence[SearchResult], check: Check | None = None) -> dict:
         """OpenAI usage from the ledgers: completion = every generated token; of those, the chosen answer line (and
         its end token) is the visible content and the rest are reasoning tokens. ``think`` says how many tokens its
         chosen chain generated for its answer line (a forced ``Answer: `` is not generated), so for one budgeted
-        chain the reasoning tokens are exactly its thinking."""
+        chain the reasoning tokens are exactly its thinking. A safety ``check``'s tokens are added (all of its
+        generated tokens are reasoning: its verdict is never shown as content) and listed in ``safety_check``."""
         completion = sum(int(r.ledger.generated_tokens) for r in results)
         prompt = sum(int(r.ledger.prompt_tokens) for r in results)
         content = sum(min(int(r.ledger.generated_tokens), self._content_tokens(r)) for r in results)
-        return {
+        extra = check.usage() if check is not None else None
+        if extra is not None:
+            prompt, completion = prompt + extra["prompt_tokens"], completion + extra["completion_tokens"]
+        usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "completion_tokens_details": {"reasoning_tokens": completion - content},
         }
+        return usage | ({"safety_check": extra} if extra is not None else {})
 
     def _content_tokens(self, r: SearchResult) -> int:
         if "answer_tokens" in r.info and "chosen" in r.info:  # think: its answer line, even one that gave no answer
