@@ -36,7 +36,7 @@ COMMANDS: dict[str, str] = {
 
 #: commands that train data-parallel under torchrun (qstar.learn.distributed); the others refuse a multi-process
 #: launch, where every process would run the whole command and write the same files
-DATA_PARALLEL = {"train sft"}
+DATA_PARALLEL = {"train sft", "train grpo", "train prm", "train orm"}
 
 
 class UserError(Exception):
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     words = [w for w, s in COMMANDS.items() if s == spec][0]
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and words not in DATA_PARALLEL:
         only = ", ".join(sorted(DATA_PARALLEL))
-        print(f"qstar {words}: error: does not run data-parallel under torchrun (only {only} does); run it as one "
+        print(f"qstar {words}: error: does not run data-parallel under torchrun (only {only} do); run it as one "
               "process", file=sys.stderr)
         return 2
     try:

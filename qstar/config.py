@@ -24,7 +24,16 @@ T = TypeVar("T")
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (a string literal right after an annotated field), by field name."""
+    """Attribute docstrings (a string literal right after an annotated field), by field name; fields a dataclass
+    inherits (e.g. ``qstar.executor.ExecutorOptions``) keep their base's docstring unless the subclass gives one."""
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if dataclasses.is_dataclass(base):
+            docs.update(_own_docs(base))
+    return docs | _own_docs(cls)
+
+
+def _own_docs(cls: type) -> dict[str, str]:
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError, SyntaxError):

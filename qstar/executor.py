@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 EXECUTORS = ("local", "ray")
@@ -46,6 +46,50 @@ class Done:
     @property
     def ok(self) -> bool:
         return not self.error
+
+
+@dataclass
+class ExecutorOptions:
+    """The executor flags, shared by every entrypoint whose units of work are independent (``qstar sweep``, ``qstar
+    eval``, ``qstar relabel``, ``qstar train prm/orm``, ``qstar train expert-iteration``): a config inherits them."""
+
+    executor: str = field(default="local", metadata={"choices": EXECUTORS})
+    """Where units of work (sweep cells, shards of problems) run: local (this process, or a process pool for
+    --workers > 1) or ray (Ray actors; needs `pip install 'qstar[ray]'`)."""
+    ray_address: str = ""
+    """Ray cluster to join (`auto`, `host:port` or `ray://host:port`); empty starts a local one (or uses
+    $RAY_ADDRESS)."""
+    workers: int = 1
+    """Parallel workers (pool processes or Ray actors, one CPU each); each loads each checkpoint once."""
+    retries: int = 2
+    """Times a unit of work whose worker raised or died is run again before it is reported failed (a rerun retries
+    it)."""
+
+    def open_executor(self):
+        """The executor these options name (a context manager)."""
+        return get_executor(self.executor, workers=self.workers, ray_address=self.ray_address, retries=self.retries)
+
+    @property
+    def in_process(self) -> bool:
+        """True when the one worker runs in this process, so it may use objects the caller already built."""
+        return self.executor == "local" and self.workers == 1
+
+
+def map_all(options: ExecutorOptions, factory: Factory, items: Sequence, *, what: str = "item") -> list:
+    """Every item's result, in input order, through ``options``' executor; RuntimeError naming the items that still
+    failed after the retries (raised once every item has run)."""
+    values: list = [None] * len(items)
+    failed = []
+    with options.open_executor() as ex:
+        for done in ex.map(factory, items):
+            if done.ok:
+                values[done.index] = done.value
+            else:
+                failed.append(f"{what} {done.index} ({done.error})")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(items)} {what}s failed after {options.retries + 1} attempts each: "
+                           f"{'; '.join(failed[:3])}")
+    return values
 
 
 def get_executor(name: str = "local", *, workers: int = 1, ray_address: str = "", retries: int = 2,

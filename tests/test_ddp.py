@@ -122,5 +122,5 @@ def test_commands_that_are_not_data_parallel_refuse_a_torchrun_launch(monkeypatc
     from qstar.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["train", "grpo", "--out", "unused"]) == 2
+    assert main(["train", "value", "--out", "unused"]) == 2
     assert "does not run data-parallel under torchrun" in capsys.readouterr().err

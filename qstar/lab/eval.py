@@ -18,11 +18,15 @@ Answers are read by the benchmark's task (``qstar.tasks.answers``: \\boxed{}, ##
 
 Output, ``--out DIR``: ``DIR/results.jsonl``, one line per problem (index, key, question, gold, answer, correct,
 tokens, chain, failed, and per-sample answers when a strategy drew several); ``DIR/summary.json`` (``summarize``);
-``DIR/eval.json``, the settings the results belong to. Lines are appended, one ``write`` and ``fsync`` per chunk of
+``DIR/eval.json``, the settings the results belong to. Lines are appended, one ``write`` and ``fsync`` per shard of
 ``--batch`` problems, so a killed run resumes where it stopped: problems already in results.jsonl are skipped, a torn
 last line is dropped, and results of other settings are never mixed in (the run refuses). An upstream that keeps
 failing (5xx, timeouts, garbage) is retried with backoff (``OpenAIPolicy``, then here for replies it does not retry);
 then that problem gets no answer and counts in ``failed``, as does a question longer than a local model's context.
+
+Shards run through ``qstar.executor`` (``--executor``, ``--workers``, ``--ray-address``), each worker building the
+policy once; only this process writes, and a shard's seed derives from its first problem, so the results do not
+depend on which worker ran it or how many there were.
 
 ``--self-check`` grades each problem's own reference (``qstar.tasks.benchmarks.reference_text``) as if a model had
 written it and prints ``{"benchmark", "problems", "agreement"}``: anything below 1.0 is a grader or loader bug.
@@ -30,6 +34,8 @@ written it and prints ``{"benchmark", "problems", "agreement"}``: anything below
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import sys
@@ -37,6 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qstar.executor import ExecutorOptions
 from qstar.runio import atomic_write_json
 from qstar.search.cli import jsonable
 from qstar.search.estimators import bootstrap_ci, maj_at_k, pass_at_k
@@ -58,7 +65,7 @@ IDENTITY = ("benchmark", "data", "fields", "checkpoint", "backend", "upstream", 
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(ExecutorOptions):
     """Evaluate a policy (qstar checkpoint, Hugging Face model dir or OpenAI-compatible server) on a benchmark."""
 
     benchmark: str = "gsm8k"
@@ -108,7 +115,8 @@ class EvalConfig:
     timeout: float = 120.0
     """Seconds per upstream request."""
     retries: int = 3
-    """Retries of a failing upstream request, with exponential backoff, before the problem counts as failed."""
+    """Retries of a failing upstream request, with exponential backoff, before the problem counts as failed; also
+    the times a shard whose worker raised or died is run again before it is reported failed."""
     self_check: bool = False
     """Grade each problem's reference solution (or gold answer) as model text, print the agreement, and exit."""
 
@@ -168,6 +176,36 @@ def make_policy(cfg: EvalConfig):
     from qstar.backends.hf import HFPolicy
 
     return HFPolicy.from_pretrained(directory), "hf", qstar_trained
+
+
+def make_scorer(cfg):
+    """The scorer of ``cfg`` (a learned one from ``cfg.scorer_checkpoint``, where the config has that field)."""
+    from qstar.scorers import get_scorer, learned_kind
+
+    learned = learned_kind(cfg.scorer) and hasattr(cfg, "scorer_checkpoint")
+    return get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned else {}))
+
+
+class ShardWorker:
+    """One executor worker: ``shard -> fn(cfg, policy, scorer, shard, knobs)``. It builds the policy and scorer once,
+    unless the caller runs its one worker in-process and hands over its own."""
+
+    def __init__(self, fn, cfg, knobs: dict, policy=None, scorer=None) -> None:
+        self.fn, self.cfg, self.knobs = fn, cfg, knobs
+        self.policy = policy if policy is not None else make_policy(cfg)[0]
+        self.scorer = scorer if scorer is not None else make_scorer(cfg)
+
+    def __call__(self, shard):
+        return self.fn(self.cfg, self.policy, self.scorer, shard, self.knobs)
+
+
+def shard_factory(fn, cfg, knobs: dict, policy, scorer):
+    """The ``ShardWorker`` factory for ``cfg``'s executor: local paths made absolute (workers may run in another
+    directory, Ray's), and this process's policy and scorer reused when its one worker runs here."""
+    paths = {k: str(Path(getattr(cfg, k)).resolve()) for k in ("checkpoint", "scorer_checkpoint")
+             if getattr(cfg, k, "")}
+    built = (policy, scorer) if cfg.in_process else ()
+    return functools.partial(ShardWorker, fn, dataclasses.replace(cfg, **paths), knobs, *built)
 
 
 def _prompted(problems: list[Problem], use_instruction: bool) -> list[Problem]:
@@ -332,7 +370,6 @@ def run_eval(cfg: EvalConfig) -> int:
         return 0 if report["agreement"] == 1.0 else 1
     if cfg.budget < (0 if cfg.strategy == "think" else 1) or cfg.batch < 1:
         raise ValueError(f"--budget and --batch must be >= 1 (got {cfg.budget}, {cfg.batch})")
-    from qstar.scorers import get_scorer, learned_kind
     from qstar.search.options import FIELDS
     from qstar.search.registry import check_knobs, strategy_spec
 
@@ -344,7 +381,7 @@ def run_eval(cfg: EvalConfig) -> int:
     if not isinstance(knobs, dict):
         raise ValueError("--options must be a JSON object")
     check_knobs(cfg.strategy, [k for k in knobs if k not in FIELDS])
-    scorer = get_scorer(cfg.scorer, **({"checkpoint": cfg.scorer_checkpoint} if learned_kind(cfg.scorer) else {}))
+    scorer = make_scorer(cfg)
     if scorer.oracle:
         raise ValueError("the oracle scorer reads the gold answer: an evaluation cannot select with it")
     if cfg.prompt not in ("auto", "task", "instruct"):
@@ -374,15 +411,21 @@ def run_eval(cfg: EvalConfig) -> int:
 
     from tqdm import tqdm
 
-    t0 = time.perf_counter()
+    t0, failed = time.perf_counter(), []
+    shards = [todo[c:c + cfg.batch] for c in range(0, len(todo), cfg.batch)]
     with tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"eval {benchmark}", unit="problem",
-              file=sys.stderr, mininterval=1.0) as bar:
-        for c in range(0, len(todo), cfg.batch):
-            rows = _solve(cfg, policy, scorer, todo[c:c + cfg.batch], knobs)
-            append_rows(results, rows)
-            bar.update(len(rows))
+              file=sys.stderr, mininterval=1.0) as bar, cfg.open_executor() as ex:
+        for done in ex.map(shard_factory(_solve, cfg, knobs, policy, scorer), shards):
+            if not done.ok:
+                failed.append(f"problems from {shards[done.index][0][0]} ({done.error})")
+                continue
+            append_rows(results, done.value)
+            bar.update(len(done.value))
     if hasattr(policy, "close"):
         policy.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} shards failed after {cfg.retries + 1} attempts each; the other problems are "
+                           f"in {results}, and rerunning the same command runs only these: {'; '.join(failed[:3])}")
 
     wanted = {(i, p.key) for i, p in enumerate(problems)}
     final = {(r["index"], r["key"]): r for r in read_results(results) if (r.get("index"), r.get("key")) in wanted}

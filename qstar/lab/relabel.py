@@ -16,7 +16,8 @@ keep, attempts run, verified chains found, tokens spent on the problem). ``OUT``
 ``.jsonl``: the problems no attempt solved (key, index, question, gold, attempts, tokens). ``OUT`` with
 ``.meta.json``: the settings. Lines are appended per batch (atomically, as ``qstar eval`` does), so a killed run
 resumes: solved and unsolved problems are skipped. Output made with other settings is never mixed in: the run
-refuses.
+refuses. Shards of ``--batch`` problems run through ``qstar.executor`` as ``qstar eval``'s do (``--executor``,
+``--workers``); only this process writes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from qstar.lab.eval import _prompted, append_rows, load_problems, make_policy, read_results
+from qstar.executor import ExecutorOptions
+from qstar.lab.eval import _prompted, append_rows, load_problems, make_policy, make_scorer, read_results, shard_factory
 from qstar.runio import atomic_write_json
 from qstar.search.cli import jsonable
 from qstar.tasks import task_of
@@ -40,7 +42,7 @@ IDENTITY = ("benchmark", "data", "fields", "checkpoint", "backend", "upstream", 
 
 
 @dataclass
-class RelabelConfig:
+class RelabelConfig(ExecutorOptions):
     """Write verified chains for a dataset's problems (search with any policy, keep those whose answer verifies)."""
 
     out: str = "runs/relabel/chains.jsonl"
@@ -89,7 +91,8 @@ class RelabelConfig:
     timeout: float = 120.0
     """Seconds per upstream request."""
     retries: int = 3
-    """Retries of a failing upstream request (a problem whose every attempt fails is listed as unsolved)."""
+    """Retries of a failing upstream request (a problem whose every attempt fails is listed as unsolved); also the
+    times a shard whose worker raised or died is run again before it is reported failed."""
 
 
 def _paths(out: str) -> tuple[Path, Path, Path]:
@@ -121,6 +124,32 @@ def _attempt(cfg: RelabelConfig, policy, scorer, items, attempt: int, knobs: dic
     return [(r.result, task_of(p.task).judge(p, r.result.chain).correct) for (_, p, _), r in zip(items, rows)]
 
 
+def _relabel_shard(cfg: RelabelConfig, policy, scorer, chunk, knobs: dict) -> list[dict]:
+    """Every attempt over one shard [(index, original, prompted)]: per problem {"attempts", "tokens", "verified",
+    "chain", "answer"} (chain and answer of the kept verified chain, None when none verified)."""
+    found: dict[int, list] = {i: [] for i, _, _ in chunk}
+    tokens = dict.fromkeys(found, 0)
+    runs = dict.fromkeys(found, 0)
+    for attempt in range(cfg.attempts):
+        items = [it for it in chunk if not (cfg.keep == "first" and found[it[0]])]
+        if not items:
+            break
+        for (i, _, _), got in zip(items, _attempt(cfg, policy, scorer, items, attempt, knobs)):
+            runs[i] += 1
+            if got is None:
+                continue
+            result, ok = got
+            tokens[i] += result.ledger.generated_tokens + result.ledger.prompt_tokens
+            if ok:
+                found[i].append(result)
+    out = []
+    for i, _, _ in chunk:
+        best = (found[i][0] if cfg.keep == "first" else min(found[i], key=lambda r: len(r.chain))) if found[i] else None
+        out.append({"attempts": runs[i], "tokens": tokens[i], "verified": len(found[i]),
+                    "chain": best and best.chain, "answer": best and best.answer})
+    return out
+
+
 def run_relabel(cfg: RelabelConfig) -> int:
     """Relabel the problems of ``cfg``; print {"problems", "solved", "unsolved", ...} as one JSON line."""
     if cfg.keep not in KEEP_RULES:
@@ -128,9 +157,7 @@ def run_relabel(cfg: RelabelConfig) -> int:
     if cfg.attempts < 1 or cfg.batch < 1:
         raise ValueError("--attempts and --batch must be >= 1")
     benchmark, problems = load_problems(cfg)
-    from qstar.scorers import get_scorer
-
-    scorer = get_scorer(cfg.scorer)
+    scorer = make_scorer(cfg)
     if scorer.oracle:
         raise ValueError("the oracle scorer reads the gold answer: relabel uses the gold only to filter chains")
     knobs = json.loads(cfg.options) if cfg.options else {}
@@ -160,40 +187,31 @@ def run_relabel(cfg: RelabelConfig) -> int:
                   "keep": cfg.keep}
     from tqdm import tqdm
 
+    failed, shards = [], [todo[c:c + cfg.batch] for c in range(0, len(todo), cfg.batch)]
     with tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"relabel {benchmark}", unit="problem",
-              file=sys.stderr, mininterval=1.0) as bar:
-        for c in range(0, len(todo), cfg.batch):
-            chunk = todo[c:c + cfg.batch]
-            found: dict[int, list] = {i: [] for i, _, _ in chunk}
-            tokens = dict.fromkeys(found, 0)
-            runs = dict.fromkeys(found, 0)
-            for attempt in range(cfg.attempts):
-                items = [it for it in chunk if not (cfg.keep == "first" and found[it[0]])]
-                if not items:
-                    break
-                for (i, _, _), got in zip(items, _attempt(cfg, policy, scorer, items, attempt, knobs)):
-                    runs[i] += 1
-                    if got is None:
-                        continue
-                    result, ok = got
-                    tokens[i] += result.ledger.generated_tokens + result.ledger.prompt_tokens
-                    if ok:
-                        found[i].append(result)
+              file=sys.stderr, mininterval=1.0) as bar, cfg.open_executor() as ex:
+        for done in ex.map(shard_factory(_relabel_shard, cfg, knobs, policy, scorer), shards):
+            chunk = shards[done.index]
+            if not done.ok:
+                failed.append(f"problems from {chunk[0][0]} ({done.error})")
+                continue
             solved, unsolved = [], []
-            for i, p, _ in chunk:
+            for (i, p, _), got in zip(chunk, done.value):
                 head = {"index": i, "key": p.key, "question": p.question, "gold": p.answer}
-                if not found[i]:
-                    unsolved.append({**head, "attempts": runs[i], "tokens": tokens[i]})
+                if got["chain"] is None:
+                    unsolved.append({**head, "attempts": got["attempts"], "tokens": got["tokens"]})
                     continue
-                best = found[i][0] if cfg.keep == "first" else min(found[i], key=lambda r: len(r.chain))
-                solved.append({**head, "chain": best.chain, "answer": best.answer, "benchmark": benchmark,
-                               "task": p.task, "provenance": {**provenance, "attempts": runs[i],
-                                                               "verified": len(found[i]), "tokens": tokens[i]}})
+                solved.append({**head, "chain": got["chain"], "answer": got["answer"], "benchmark": benchmark,
+                               "task": p.task, "provenance": {**provenance, "attempts": got["attempts"],
+                                                               "verified": got["verified"], "tokens": got["tokens"]}})
             append_rows(out, solved)  # solved first: a kill between the two writes only redoes the unsolved
             append_rows(unsolved_path, unsolved)
             bar.update(len(chunk))
     if hasattr(policy, "close"):
         policy.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} shards failed after {cfg.retries + 1} attempts each; the other problems are "
+                           f"in {out}, and rerunning the same command runs only these: {'; '.join(failed[:3])}")
     n_solved, n_unsolved = len(read_results(out)), len(read_results(unsolved_path))
     print(json.dumps({"benchmark": benchmark, "problems": len(problems), "solved": n_solved, "unsolved": n_unsolved,
                       "out": str(out), "unsolved_file": str(unsolved_path), **provenance}))

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from qstar.executor import EXECUTORS, get_executor
+from qstar.executor import ExecutorOptions
 from qstar.lab.metrics import append_records, read_metrics, write_records
 from qstar.scorers import learned_kind
 
@@ -29,7 +29,7 @@ DEFAULT_STRATEGIES = ("majority", "best_of_n", "beam", "mcts", "sequential", "co
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(ExecutorOptions):
     """Sweep test-time strategies x budgets x seeds (x model sizes) into a resumable jsonl."""
 
     out: str = "runs/sweep/metrics.jsonl"
@@ -61,16 +61,6 @@ class SweepConfig:
     """Search trees recorded per tree strategy (largest budget, first seed) for the report's tree viewer."""
     force: bool = False
     """Start the jsonl over instead of refusing when it holds cells of a different configuration."""
-    executor: str = field(default="local", metadata={"choices": EXECUTORS})
-    """Where cells run: local (this process, or a process pool for --workers > 1) or ray (Ray actors; needs
-    `pip install 'qstar[ray]'`)."""
-    ray_address: str = ""
-    """Ray cluster to join (`auto`, `host:port` or `ray://host:port`); empty starts a local one (or uses
-    $RAY_ADDRESS)."""
-    workers: int = 1
-    """Parallel workers (pool processes or Ray actors, one CPU each); each loads each checkpoint once."""
-    retries: int = 2
-    """Times a cell whose worker raised or died is run again before it is reported failed (a rerun retries it)."""
 
 
 Cell = dict  # {model, checkpoint, strategy, budget, seed}
@@ -182,7 +172,7 @@ def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None, on_cell: Callab
     sent = [dict(c, checkpoint=str(Path(c["checkpoint"]).resolve())) for c in todo]
     scorer_path = cfg.scorer_checkpoint and str(Path(cfg.scorer_checkpoint).resolve())
     wcfg = dataclasses.replace(cfg, scorer_checkpoint=scorer_path)
-    with get_executor(cfg.executor, workers=cfg.workers, ray_address=cfg.ray_address, retries=cfg.retries) as ex:
+    with cfg.open_executor() as ex:
         for outcome in ex.map(functools.partial(CellWorker, runner, wcfg), sent):
             cell = todo[outcome.index]
             key = cell_key(cell, chash)

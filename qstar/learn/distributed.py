@@ -18,11 +18,16 @@ How a K-process update equals a one-process update (same ``--batch-size``, same 
 
 Only rank 0 writes checkpoints, summaries, metrics and progress bars (:attr:`World.main`). A run's resume snapshot
 records its world size; resuming with another is refused (:func:`check_resume`).
+
+Reward models and GRPO accumulate gradients over micro-batches of uneven numbers per rank (GRPO's rank may even have
+none), which DDP's one-sync-per-backward does not fit: they normalise their losses by *global* counts, keep DDP out,
+and sum the gradients once per update (:func:`sum_gradients`) after :func:`sync_parameters` made the ranks start equal.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,7 +36,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["World", "init", "world", "finish", "wrap", "shard", "agree", "on_main", "share", "check_resume"]
+__all__ = ["World", "init", "world", "finish", "wrap", "span", "shard", "agree", "on_main", "say", "share", "gather",
+           "done", "sync_parameters", "sum_gradients", "check_resume", "check_same_start"]
 
 T = TypeVar("T")
 _owned = False  # whether init() created the process group (finish() then destroys it)
@@ -90,15 +96,23 @@ def wrap(model: nn.Module) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
 
 
-def shard(batch: torch.Tensor, w: World | None = None) -> torch.Tensor:
-    """This rank's rows of a global batch [B, ...]: contiguous, sizes differing by at most one."""
+def span(n: int, w: World | None = None, *, flag: str = "--batch-size") -> range:
+    """This rank's indices of a global batch of ``n`` rows: contiguous, the first ``n % K`` ranks one more (as
+    ``torch.tensor_split``). ValueError naming ``flag`` when some rank would get none."""
     w = w or world()
     if w.size == 1:
-        return batch
-    if batch.size(0) < w.size:
-        raise ValueError(f"a global batch of {batch.size(0)} cannot be split over {w.size} processes; "
-                         f"use --batch-size {w.size} or more")
-    return torch.tensor_split(batch, w.size)[w.rank]
+        return range(n)
+    if n < w.size:
+        raise ValueError(f"a global batch of {n} cannot be split over {w.size} processes; use {flag} {w.size} or more")
+    base, extra = divmod(n, w.size)
+    start = w.rank * base + min(w.rank, extra)
+    return range(start, start + base + (w.rank < extra))
+
+
+def shard(batch: torch.Tensor, w: World | None = None) -> torch.Tensor:
+    """This rank's rows of a global batch [B, ...] (:func:`span`)."""
+    rows = span(batch.size(0), w)
+    return batch[rows.start : rows.stop]
 
 
 def agree(local: list[float], main_only: list[float] = ()) -> tuple[list[float], list[float]]:
@@ -132,6 +146,12 @@ def on_main(fn: Callable[[], T]) -> T | None:
     return result
 
 
+def say(message: str) -> None:
+    """Print ``message`` to stderr on rank 0 only (K ranks would print it K times)."""
+    if world().main:
+        print(message, file=sys.stderr)
+
+
 def share(obj: T) -> T:
     """Rank 0's ``obj`` (any picklable value) on every rank."""
     if world().size == 1:
@@ -141,6 +161,51 @@ def share(obj: T) -> T:
     return box[0]
 
 
+def done(summary: T) -> T:
+    """A run's end on every rank: rank 0's ``summary`` (others pass None) shared with all, then :func:`finish`."""
+    summary = share(summary)
+    finish()
+    return summary
+
+
+def gather(items: list[T]) -> list[T]:
+    """Every rank's ``items`` (picklable), joined in rank order, on every rank."""
+    w = world()
+    if w.size == 1:
+        return list(items)
+    parts: list = [None] * w.size
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
+def sync_parameters(model: nn.Module) -> None:
+    """Copy rank 0's parameters to every rank (what DDP does when it wraps a model)."""
+    if world().size > 1:
+        for p in model.parameters():
+            dist.broadcast(p.data, src=0)
+
+
+def sum_gradients(params, *, poison: bool = False) -> None:
+    """Replace each parameter's gradient with its sum over ranks (one all-reduce of one flat buffer); with losses
+    normalised by the global batch's counts this is the one-process gradient. A rank without a gradient for a
+    parameter adds zeros; a parameter no rank has a gradient for keeps none, as in one process (AdamW then leaves it
+    alone). ``poison``: this rank met a non-finite loss; the summed gradients become NaN on every rank, so the
+    gradient-norm check skips the update everywhere (and in one process too)."""
+    params = [p for p in params if p.requires_grad]
+    if poison:
+        for p in params:
+            p.grad = torch.full_like(p, float("nan"))
+    if world().size == 1:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+    dist.all_reduce(has)
+    used = [p for p, h in zip(params, has.tolist()) if h > 0]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in used])
+    dist.all_reduce(flat)
+    for p, g in zip(used, flat.split([p.numel() for p in used])):
+        p.grad = g.view_as(p)
+
+
 def check_resume(saved_world_size: int, w: World | None = None) -> None:
     """Refuse to resume a snapshot written by a run with another number of processes."""
     w = w or world()
@@ -148,3 +213,11 @@ def check_resume(saved_world_size: int, w: World | None = None) -> None:
         raise ValueError(f"this run's resume snapshot was written by {saved_world_size} process(es) but "
                          f"{w.size} are running now; resume it with `torchrun --nproc-per-node {saved_world_size}` "
                          f"(or without torchrun for 1), or start a new --out")
+
+
+def check_same_start(step: int, out) -> None:
+    """Refuse to train when the ranks resume from different steps (each read its own ``out``: not a shared one)."""
+    w = world()
+    if agree([step])[0][0] != step * w.size:
+        raise ValueError(f"the {w.size} processes found different resume snapshots in {out}: put --out on a "
+                         "filesystem every node shares")

@@ -11,7 +11,9 @@
    weights, optionally mixed with reference chains and check-and-retry chains (``retry_fraction``);
 4) evaluate greedy accuracy on held-out problems; write DIR/ei-round-k/{checkpoint/, kept.jsonl, summary.json}.
 
-A killed run resumes at the first round without a summary. A round that keeps nothing says so, writes a summary
+The search runs in shards of problems through ``qstar.executor`` (``--executor``, ``--workers``; each worker loads the
+round's weights once, each shard is seeded on its own, so the kept chains do not depend on the workers). A killed run
+resumes at the first round without a summary. A round that keeps nothing says so, writes a summary
 with ``kept: 0`` and no checkpoint; the next round starts again from the last good weights.
 """
 
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from qstar.executor import ExecutorOptions
 from qstar.learn.evaluate import chain_budget, greedy_accuracy
 from qstar.learn.retry import mixed, retry_examples
 from qstar.learn.runs import (
@@ -50,7 +53,7 @@ __all__ = ["ExpertIterationConfig", "train_expert_iteration", "collect_verified"
 
 
 @dataclass
-class ExpertIterationConfig:
+class ExpertIterationConfig(ExecutorOptions):
     """Rounds of search -> keep verified chains -> SFT on them (STaR)."""
 
     init: str = ""
@@ -114,20 +117,9 @@ def _checker(task, problem: Problem, text: str) -> bool:
 VERIFIERS = {"gold": _gold, "checker": _checker}
 
 
-def collect_verified(policy: Policy, problems: Sequence[Problem], *, samples: int, temperature: float,
-                     max_tokens: int, strategy: str = "sample", scorer: str = "checker", verifier: str = "gold",
-                     max_per_problem: int = 2, chunk: int = 64) -> tuple[list[tuple[str, str]], dict]:
-    """Search each problem and keep verified chains: ([(question, chain)], stats).
-
-    stats: {"search/chains": chains judged, "search/solved": fraction of problems with a kept chain,
-    "search/kept": kept chains, "search/sample_accuracy": fraction of judged chains accepted}.
-    """
-    if verifier not in VERIFIERS:
-        raise ValueError(f"unknown verifier {verifier!r}; choose from {', '.join(VERIFIERS)}")
-    accept = VERIFIERS[verifier]
-    for p in problems[:1]:
-        if verifier == "checker" and get_task(p.task).check(p, p.answer) is None:
-            raise ValueError(f"task {p.task} has no reference-free checker; use --verifier gold")
+def search_chains(policy: Policy, problems: Sequence[Problem], *, samples: int, temperature: float, max_tokens: int,
+                  strategy: str = "sample", scorer: str = "checker", chunk: int = 64) -> list[list[str]]:
+    """The searched chain texts of each problem: ``samples`` samples, or a strategy's one chosen chain."""
     rows: list[list[str]] = []
     for i in range(0, len(problems), chunk):
         part = problems[i : i + chunk]
@@ -142,6 +134,34 @@ def collect_verified(policy: Policy, problems: Sequence[Problem], *, samples: in
             results = get_strategy(strategy)(policy, get_scorer(scorer), part, samples, temperature=temperature,
                                              max_tokens=max_tokens)
             rows += [[r.chain] for r in results]
+    return rows
+
+
+def collect_verified(policy: Policy, problems: Sequence[Problem], *, samples: int, temperature: float,
+                     max_tokens: int, strategy: str = "sample", scorer: str = "checker", verifier: str = "gold",
+                     max_per_problem: int = 2, chunk: int = 64, executor: ExecutorOptions | None = None,
+                     checkpoint: str | Path = "", seed: int = 0) -> tuple[list[tuple[str, str]], dict]:
+    """Search each problem and keep verified chains: ([(question, chain)], stats).
+
+    stats: {"search/chains": chains judged, "search/solved": fraction of problems with a kept chain,
+    "search/kept": kept chains, "search/sample_accuracy": fraction of judged chains accepted}. With ``executor``,
+    shards of problems are searched by its workers (``qstar.learn.shards``: ``policy`` is the ``checkpoint``'s, each
+    shard seeded from ``seed``); without, in one pass on ``policy``'s current stream.
+    """
+    if verifier not in VERIFIERS:
+        raise ValueError(f"unknown verifier {verifier!r}; choose from {', '.join(VERIFIERS)}")
+    accept = VERIFIERS[verifier]
+    for p in problems[:1]:
+        if verifier == "checker" and get_task(p.task).check(p, p.answer) is None:
+            raise ValueError(f"task {p.task} has no reference-free checker; use --verifier gold")
+    search = dict(samples=samples, temperature=temperature, max_tokens=max_tokens, strategy=strategy, scorer=scorer)
+    if executor is None:
+        rows = search_chains(policy, problems, chunk=chunk, **search)
+    else:
+        from qstar.learn.shards import map_shards
+
+        rows = map_shards(search_chains, problems, options=executor, checkpoint=checkpoint, seed=seed, policy=policy,
+                          **search)
     kept: list[tuple[str, str]] = []
     judged = accepted = solved = 0
     for p, chains in zip(problems, rows):
@@ -242,11 +262,13 @@ def train_expert_iteration(cfg: ExpertIterationConfig) -> dict:
         t0 = time.perf_counter()
         model, tok, _ = load_checkpoint(weights)
         torch.manual_seed(cfg.seed * 1000 + k)
-        # 1-2) search on fresh problems, keep verified chains
+        # 1-2) search on fresh problems (shards through the executor, each worker loading these weights), keep
+        # verified chains
         problems = task.generate(cfg.problems, seed=cfg.seed * 1000 + k, split="train")
         kept, stats = collect_verified(ModelPolicy(model, tok), problems, samples=cfg.samples,
                                        temperature=cfg.temperature, max_tokens=max_tokens, strategy=cfg.strategy,
-                                       scorer=cfg.scorer, verifier=cfg.verifier, max_per_problem=cfg.max_per_problem)
+                                       scorer=cfg.scorer, verifier=cfg.verifier, max_per_problem=cfg.max_per_problem,
+                                       executor=cfg, checkpoint=weights, seed=cfg.seed * 1000 + k)
         search_seconds = time.perf_counter() - t0
         rdir.mkdir(parents=True, exist_ok=True)
         if not kept:

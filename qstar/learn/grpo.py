@@ -30,6 +30,10 @@ How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
   ``length_target`` reward is L1-Exact's |length - target| term, scaled by the chain budget instead of a fixed alpha;
 - log-probabilities are the raw (untempered) model distribution, the same the sampler reports and greedy decoding
   follows; at the default temperature 1 this is exactly the sampling distribution.
+
+Under ``torchrun --nproc-per-node K`` each rank samples its share of the problems' groups, every rank gathers all
+chains (rewards, advantages, normalisers, metrics: the whole batch's) and learns from its own groups' rows, gradients
+summed: one process's update on those chains (docs/scaling.md says why the chains themselves differ from one process's).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from qstar.learn import distributed
 from qstar.learn.budget import Budget
 from qstar.learn.evaluate import chain_budget, chain_metrics, greedy_accuracy, held_out
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
@@ -142,7 +147,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training"))
     out = Path(cfg.out)
     summary_path, resume_dir, metrics_path = out / "summary.json", out / "resume", out / "metrics.jsonl"
-    start_run(out, force=cfg.force)
+    w = distributed.init()  # under torchrun: each rank samples and learns from its share of the groups
+    mine = distributed.span(cfg.problems_per_batch, w, flag="--problems-per-batch")
+    distributed.on_main(lambda: start_run(out, force=cfg.force))
     task = get_task(cfg.task)
     weights = parse_weights(cfg.rewards)
     targets = parse_targets(cfg.length_targets)
@@ -151,6 +158,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
              "zero_signal": 0, "before": {}}
     resuming = cfg.resume and (resume_dir / "config.json").exists()
     model, state, opt_state = _restore(resume_dir, model.cfg, state, cfg) if resuming else (model, state, None)
+    distributed.check_same_start(state["step"], out)
+    distributed.sync_parameters(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
@@ -167,7 +176,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     P, G = cfg.problems_per_batch, cfg.group_size
 
     def evaluate(step: int, seconds: float) -> dict:
-        if not eval_problems:
+        if not eval_problems or not w.main:
             return {}
         if state.get("last_eval", {}).get("step") == step:  # eval_every landed on the last update: reuse it
             return state["last_eval"]["res"]
@@ -188,10 +197,11 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     budget = Budget.of(cfg.max_updates, cfg.seconds)
     by = "step" if budget.steps else "seconds"  # the progress bar follows the budget, not the cap
     bar = tqdm(total=round(budget.steps or budget.seconds), initial=round(state[by]),
-               unit="update" if budget.steps else "s", dynamic_ncols=True, file=sys.stderr)
+               unit="update" if budget.steps else "s", dynamic_ncols=True, file=sys.stderr, disable=not w.main)
     while budget.running(state["step"], state["seconds"]):
         t0, step = time.perf_counter(), state["step"]
-        # 1) sample G chains for each of P fresh train problems with the model's KV-cache sampler
+        # 1) sample G chains for each of P fresh train problems with the model's KV-cache sampler (each rank its
+        # share of the problems; every rank then holds all chains)
         problems = task.generate(P, seed=cfg.seed * 1_000_003 + step, split="train")
         if targets:
             draw = random.Random(cfg.seed * 1_000_003 + step)
@@ -199,8 +209,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         prompts = [tok.encode(render_prompt(p.question), bos=True) for p in problems]
         model.eval()
         room = model.cfg.max_seq_len - max(map(len, prompts))  # a long corpus's budget may not fit every prompt
-        samples = generate(model, prompts, n=G, max_new_tokens=min(max_new, room), temperature=cfg.temperature,
-                           stop_ids=(tok.eos_id,), seed=cfg.seed * 1_000_003 + step)
+        samples = distributed.gather(generate(
+            model, prompts[mine.start : mine.stop], n=G, max_new_tokens=min(max_new, room),
+            temperature=cfg.temperature, stop_ids=(tok.eos_id,), seed=cfg.seed * 1_000_003 + step + (mine.start << 32)))
         flat = [s for row in samples for s in row]
         texts = [tok.decode(s.tokens) for s in flat]
         t_sampled = time.perf_counter()
@@ -226,28 +237,32 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             # All advantages are 0: the surrogate has zero gradient. Say so instead of "training" on nothing.
             state["zero_signal"] += 1
             m["rl/all_zero_std"] = 1.0
-            print(f"warning: update {step + 1}: all {P} groups have zero reward variance (mean reward "
-                  f"{m['rl/reward_mean']:.3f}); no learning signal, update skipped. Is the --init checkpoint trained "
-                  f"for task {cfg.task!r}, and does the verifier accept any answer?", file=sys.stderr)
+            distributed.say(f"warning: update {step + 1}: all {P} groups have zero reward variance (mean reward "
+                            f"{m['rl/reward_mean']:.3f}); no learning signal, update skipped. Is the --init checkpoint "
+                            f"trained for task {cfg.task!r}, and does the verifier accept any answer?")
         else:
             # 5) policy-gradient update(s). Rows with advantage 0 (and no KL term) add exactly zero to the loss and
             # its gradient, so only the others are run, with the kept batch's normalisers: the same update, cheaper.
+            # Under torchrun a rank runs its own groups' rows, with the whole batch's normalisers.
             work = [i for i in rows if cfg.beta > 0 or adv[i] != 0]
             norms = {"n_rows": len(rows), "n_tokens": sum(len(flat[i].tokens) for i in rows)}
             opt.param_groups[0]["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_updates))  # one group
-            m.update(_update(model, opt, ref, prompts, [i // G for i in work], [flat[i] for i in work], adv[work],
-                             loss_fn, loss_cfg, cfg, norms))
+            own = [i for i in work if i // G in mine]
+            m.update(_update(model, opt, ref, prompts, [i // G for i in own], [flat[i] for i in own], adv[own],
+                             loss_fn, loss_cfg, cfg, norms, tokens=sum(len(flat[i].tokens) for i in work)))
             if m.pop("nonfinite"):
                 state["skipped"] += 1
-                print(f"warning: update {step + 1}: non-finite loss or gradient; update skipped", file=sys.stderr)
+                distributed.say(f"warning: update {step + 1}: non-finite loss or gradient; update skipped")
         # 6) log metrics, evaluate and snapshot on their own clocks (excluded from the training time)
         state["flops"] += _update_flops(model, prompts, flat, G, work, cfg)
         m["flops"] = state["flops"]
         state["step"] = step + 1
-        state["seconds"] += (t1 := time.perf_counter()) - t0
+        t1 = time.perf_counter()
+        state["seconds"] += distributed.agree([], [t1 - t0])[1][0]  # rank 0's clock: all ranks stop together
         m.update({"time/sample": t_sampled - t0, "time/update": t1 - t_sampled, "seconds": state["seconds"]})
         state["reward_curve"].append([state["step"], round(state["seconds"], 3), round(m["rl/reward_mean"], 4)])
-        append_jsonl(metrics_path, m)
+        if w.main:
+            append_jsonl(metrics_path, m)
         bar.update(max(0, min(round(state[by]), bar.total) - bar.n))
         bar.set_postfix(update=state["step"], reward=f"{m['rl/reward_mean']:.3f}", loss=f"{m.get('train/loss', 0):.4f}",
                         zero_std=f"{m['rl/frac_zero_std']:.2f}", refresh=False)
@@ -256,8 +271,10 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             evaluate(state["step"], state["seconds"])
         if state["seconds"] - marks["save"] >= cfg.save_every:
             marks["save"] = state["seconds"]
-            _snapshot(resume_dir, model, tok, opt, state, cfg)
+            distributed.on_main(lambda: _snapshot(resume_dir, model, tok, opt, state, cfg))
     bar.close()
+    if not w.main:  # rank 0 evaluates and writes; the others return its summary
+        return distributed.done(None)
     # 7) final evaluation, checkpoint, summary
     after, before = evaluate(state["step"], state["seconds"]), state["before"]
     k = f"pass@{cfg.pass_k}"
@@ -273,7 +290,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         "seconds_per_update": state["seconds"] / max(1, state["step"]), "skipped_updates": state["skipped"],
         "zero_signal_updates": state["zero_signal"], "max_completion_tokens": max_new,
         "reward_curve": state["reward_curve"], "checkpoint": str(out / "checkpoint"), "config": asdict(cfg),
-        "init_stage": init_meta.get("stage"),
+        "init_stage": init_meta.get("stage"), "world_size": w.size,
     }
     _check_finite(model)
     metrics = {k: v for k, v in summary.items() if k not in ("config", "reward_curve")}
@@ -282,7 +299,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     atomic_write_json(summary_path, summary)
     shutil.rmtree(resume_dir, ignore_errors=True)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "reward_curve")}))
-    return summary
+    return distributed.done(summary)
 
 
 # --------------------------------------------------------------------------------------------------- the update
@@ -301,12 +318,15 @@ def _update_flops(model, prompts, flat, G: int, learned: list[int], cfg: GRPOCon
     return flops + once * (3 * cfg.epochs + (1 if cfg.beta > 0 else 0))
 
 
-def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig, norms):
+def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: LossConfig, cfg: GRPOConfig, norms,
+            tokens: float | None = None):
     """``cfg.epochs`` gradient steps on completion rows (``owner[j]`` indexes ``prompts``); returns metrics.
 
     Whole groups go into micro-batches of about ``cfg.micro_batch`` rows (similar lengths together), each weighed
     with the whole batch's normalisers ``norms``, so their gradients add up to the batch gradient. The first epoch's
-    log-probabilities (before any step, so the sampling policy's) are ``old_logp``."""
+    log-probabilities (before any step, so the sampling policy's) are ``old_logp``. Under torchrun the rows are this
+    rank's, gradients and metrics are summed over ranks, and ``tokens`` (the tokens of all ranks' rows; default:
+    these rows') weighs the token-mean metrics."""
     groups: dict[int, list[int]] = {}
     for j, u in enumerate(owner):
         groups.setdefault(u, []).append(j)
@@ -316,12 +336,12 @@ def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: Lo
         if len(idx) >= cfg.micro_batch:
             chunks, idx = chunks + [idx], []
     chunks = [_chunk(ref, prompts, owner, samples, adv, c) for c in chunks + ([idx] if idx else [])]
-    n_tok = sum(float(ch["mask"].sum()) for ch in chunks)
+    n_tok = tokens or sum(float(ch["mask"].sum()) for ch in chunks)
     model.train()
     stats: dict = {"rl/entropy": 0.0, "rl/logp_gap": 0.0}
     for _ in range(cfg.epochs):
         opt.zero_grad(set_to_none=True)
-        total, sums = 0.0, {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 0.0}
+        total, sums, bad = 0.0, {"clip_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio_mean": 0.0}, False
         for ch in chunks:
             logp, entropy = completion_logprobs(model, *ch["inputs"], ch["mask"])
             mask, w = ch["mask"], float(ch["mask"].sum()) / n_tok  # this chunk's share of the tokens
@@ -332,17 +352,20 @@ def _update(model, opt, ref, prompts, owner, samples, adv, loss_fn, loss_cfg: Lo
                 stats["rl/logp_gap"] += float(((ch["old"] - ch["sampler"]).abs() * mask).sum()) / n_tok
             loss, s = loss_fn(logp, ch["old"], ch["adv"], mask, cfg=loss_cfg, ref_logp=ch["ref"], **norms)
             if not torch.isfinite(loss):
-                opt.zero_grad(set_to_none=True)
-                return {**stats, "nonfinite": True}
+                bad = True  # the summed gradient becomes NaN: every rank skips the update below
+                break
             loss.backward()
             total += loss.item()
             sums = {k: v + s[k] * w for k, v in sums.items()}
+        distributed.sum_gradients(model.parameters(), poison=bad)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             opt.zero_grad(set_to_none=True)
             return {**stats, "nonfinite": True}
         opt.step()
         stats.update({"train/loss": total, "train/grad_norm": norm.item(), **{f"rl/{k}": v for k, v in sums.items()}})
+    keys = ["train/loss", "rl/entropy", "rl/logp_gap", *(f"rl/{k}" for k in sums)]
+    stats.update(zip(keys, distributed.agree([stats[k] for k in keys])[0]))  # this rank's shares -> the batch's
     return {**stats, "nonfinite": False}
 
 
@@ -383,7 +406,8 @@ def _validate(cfg: GRPOConfig) -> None:
 def _snapshot(resume_dir: Path, model, tok, opt, state: dict, cfg: GRPOConfig) -> None:
     """Weights (atomic HF dir, step in its meta), then optimizer state tagged with the same step."""
     _check_finite(model)
-    save_checkpoint(resume_dir, model, tok, meta={"stage": "grpo-partial", "config": asdict(cfg), "train_state": state})
+    save_checkpoint(resume_dir, model, tok, meta={"stage": "grpo-partial", "config": asdict(cfg), "train_state": state,
+                                                  "world_size": distributed.world().size})
     tmp = resume_dir / "optimizer.pt.tmp"
     torch.save({"step": state["step"], "optimizer": opt.state_dict()}, tmp)
     tmp.replace(resume_dir / "optimizer.pt")
@@ -395,11 +419,12 @@ def _restore(resume_dir: Path, init_arch, state: dict, cfg: GRPOConfig):
     if model.cfg != init_arch:
         raise ValueError(f"{resume_dir} holds a model of another architecture than --init {cfg.init}; "
                          "use --force to start over or --no-resume")
+    distributed.check_resume(meta.get("world_size", 1))  # a rank's share of the problems depends on the world size
     state = {**state, **meta.get("train_state", {})}
     saved = torch.load(resume_dir / "optimizer.pt", weights_only=True) if (resume_dir / "optimizer.pt").exists() else {}
     if saved.get("step") != state["step"]:  # killed between the two writes: weights are newer than the optimizer
-        print(f"warning: {resume_dir}: optimizer state missing or stale; continuing with a fresh one", file=sys.stderr)
-    print(f"resuming {resume_dir.parent} at update {state['step']} ({state['seconds']:.0f}s trained)", file=sys.stderr)
+        distributed.say(f"warning: {resume_dir}: optimizer state missing or stale; continuing with a fresh one")
+    distributed.say(f"resuming {resume_dir.parent} at update {state['step']} ({state['seconds']:.0f}s trained)")
     return model, state, saved["optimizer"] if saved.get("step") == state["step"] else None
 
 

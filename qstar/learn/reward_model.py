@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from qstar.executor import ExecutorOptions
+from qstar.learn import distributed
 from qstar.learn.budget import Budget
 from qstar.learn.evaluate import chain_budget
 from qstar.learn.reward_eval import evaluate_scorer
@@ -51,7 +53,7 @@ __all__ = ["RewardConfig", "train_prm", "train_orm", "sample_chains", "mc_step_l
 
 
 @dataclass
-class RewardConfig:
+class RewardConfig(ExecutorOptions):
     """Train a learned verifier (ORM or PRM) on chains sampled from a policy."""
 
     init: str = ""
@@ -153,10 +155,18 @@ def mc_step_labels(policy: Policy, problems: Sequence[Problem], chains: Sequence
 
 
 def label_chains(policy: Policy, problems: Sequence[Problem], *, samples: int, temperature: float,
-                 max_tokens: int, mc_samples: int) -> list[dict]:
+                 max_tokens: int, mc_samples: int, executor: ExecutorOptions | None = None, checkpoint: str = "",
+                 seed: int = 0) -> list[dict]:
     """Sample ``samples`` chains per problem and label them (MC step labels when ``mc_samples`` > 0).
 
-    Returns records {"problem", "chain", "steps", "outcome"[, "soft", "hard"]} (JSON-serialisable)."""
+    Returns records {"problem", "chain", "steps", "outcome"[, "soft", "hard"]} (JSON-serialisable). With
+    ``executor``, shards of problems are labelled by its workers (``qstar.learn.shards``: ``policy`` is the
+    ``checkpoint``'s, each shard seeded from ``seed``); without, in one pass on ``policy``'s current stream."""
+    if executor is not None:
+        from qstar.learn.shards import map_shards
+
+        return map_shards(label_chains, problems, options=executor, checkpoint=checkpoint, seed=seed, policy=policy,
+                          samples=samples, temperature=temperature, max_tokens=max_tokens, mc_samples=mc_samples)
     chains = sample_chains(policy, problems, n=samples, temperature=temperature, max_tokens=max_tokens)
     flat_p = [p for p, row in zip(problems, chains) for _ in row]
     flat_c = [c for row in chains for c in row]
@@ -225,6 +235,9 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
     policy's labels do not teach "always wrong". The head bias starts at the logit of the mean target (0 when
     balanced). bf16: autocast the forward pass (attention stays fp32; SFT on this CPU ran 1.6x faster with it
     at `small`'s width and no faster at `tiny`'s, LOG.md 2026-12-02); the loss is computed in fp32.
+
+    Under torchrun (qstar.learn.distributed) every rank draws the same global batch and runs its share of the chains;
+    each rank's loss is over the global batch's weight, the gradients are summed, so the update is one process's.
     """
     if not items:
         raise ValueError("no labelled chains to train the reward model on (all chains empty?)")
@@ -234,8 +247,8 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         raise ValueError("every reward target is NaN: nothing to train on")
     mean = min(max(sum(targets) / len(targets), 1e-3), 1 - 1e-3)
     if mean < 0.01 or mean > 0.99:
-        print(f"warning: reward labels are {mean:.1%} positive: the verifier has almost nothing to tell apart",
-              file=sys.stderr)
+        distributed.say(f"warning: reward labels are {mean:.1%} positive: the verifier has almost nothing to tell "
+                        "apart")
     w_pos, w_neg = (0.5 / mean, 0.5 / (1 - mean)) if balance else (1.0, 1.0)
     with torch.no_grad():
         model.head.bias.fill_(0.0 if balance else math.log(mean / (1 - mean)))
@@ -250,6 +263,7 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
     rng = random.Random(seed)
     order: list[int] = []
     step, trained, loss_ema, first, bad = 0, 0.0, float("nan"), float("nan"), 0
+    distributed.sync_parameters(model)
     model.train()
     while budget.running(step, trained):
         t0 = time.perf_counter()
@@ -260,9 +274,6 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         for g in opt.param_groups:
             warm = min(1.0, (step + 1) / warmup_steps)
             g["lr"] = g["mult"] * lr * warm * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))  # cosine to 10%
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(pad_batch([ids for ids, _, _ in batch], tok.pad_id))
-        logits = logits.float()
         rows = torch.tensor([b for b, (_, reads, _) in enumerate(batch) for _ in reads])
         cols = torch.tensor([r for _, reads, _ in batch for r in reads])
         y = torch.tensor([t for _, _, ts in batch for t in ts], dtype=torch.float32)
@@ -270,23 +281,34 @@ def fit_reward(model: RewardModel, tok, items: Sequence[tuple[str, list[str], li
         y = y.nan_to_num(0.0)
         if w.sum() == 0:  # a batch of untrained positions only
             continue
-        loss = (F.binary_cross_entropy_with_logits(logits[rows, cols], y, reduction="none") * w).sum() / w.sum()
-        if not torch.isfinite(loss):  # skip the update (as sft.fit does); give up if it keeps happening
-            bad += 1
-            print(f"warning: non-finite reward loss at step {step}; update skipped", file=sys.stderr)
-            if bad >= 5:
-                raise ValueError(f"reward model loss was non-finite for {bad} updates in a row; lower --lr")
-            step += 1
-            continue
-        bad = 0
+        # this rank's chains (all of them in one process), weighed by the global batch's total weight
+        mine = distributed.span(len(batch))
+        here = (rows >= mine.start) & (rows < mine.stop)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(pad_batch([ids for ids, _, _ in batch[mine.start : mine.stop]], tok.pad_id))
+        logits = logits.float()
+        bce = F.binary_cross_entropy_with_logits(logits[rows[here] - mine.start, cols[here]], y[here], reduction="none")
+        loss = (bce * w[here]).sum() / w.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        distributed.sum_gradients(model.parameters(), poison=not torch.isfinite(loss))
+        # a non-finite loss or gradient anywhere makes the summed norm non-finite on every rank: all skip the update
+        # (as sft.fit does), and give up if it keeps happening
+        finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
+        if finite:
+            opt.step()
         step += 1
-        trained += time.perf_counter() - t0
-        first = loss.item() if math.isnan(first) else first
-        loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
+        (loss_value,), (dt,) = distributed.agree([loss.item()], [time.perf_counter() - t0])
+        if not finite:
+            bad += 1
+            distributed.say(f"warning: non-finite reward loss at step {step - 1}; update skipped")
+            if bad >= 5:
+                raise ValueError(f"reward model loss was non-finite for {bad} updates in a row; lower --lr")
+            continue
+        bad = 0
+        trained += dt  # rank 0's clock: every rank stops at the same update
+        first = loss_value if math.isnan(first) else first
+        loss_ema = loss_value if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss_value
     model.eval()
     return {"steps": step, "seconds": trained, "loss": loss_ema, "first_loss": first,
             "cut_short": budget.cut_short(step)}
@@ -328,32 +350,44 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
     cfg = replace(cfg, task=task_for(cfg.task, [cfg.init], default="mult", doing="training a verifier for"))
     task = get_task(cfg.task)
     policy_model, tok, _ = load_model(cfg.init, flag="--init")
-    if cfg.labels and not Path(cfg.labels).is_file():
-        raise ValueError(f"--labels {cfg.labels}: no such file (a labels.jsonl written by an earlier run)")
-    out = start_run(cfg.out, force=cfg.force)
+    w = distributed.init()  # under torchrun: rank 0 labels, evaluates and writes; every rank trains its share
+
+    def begin() -> Path:
+        if cfg.labels and not Path(cfg.labels).is_file():
+            raise ValueError(f"--labels {cfg.labels}: no such file (a labels.jsonl written by an earlier run)")
+        return start_run(cfg.out, force=cfg.force)
+
+    distributed.on_main(begin)
+    out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     policy = ModelPolicy(policy_model, tok)
     train_problems = task.generate(cfg.problems, seed=cfg.seed, split="train")
     max_tokens = chain_budget(task, train_problems)
 
-    # 1-2) labelled chains: reuse --labels, or this run's labels.jsonl from a killed run, or sample + label now
-    t0 = time.perf_counter()
-    cache = Path(cfg.labels) if cfg.labels else out / "labels.jsonl"
-    if cache.exists():
-        records = read_jsonl(cache)
-        print(f"{kind}: reusing {len(records)} labelled chains from {cache}", file=sys.stderr)
-    else:
-        records = label_chains(policy, train_problems, samples=cfg.samples, temperature=cfg.temperature,
-                               max_tokens=max_tokens, mc_samples=cfg.mc_samples if kind == "prm" else 0)
-        for r in records:
-            append_jsonl(out / "labels.jsonl.tmp", r)
-        (out / "labels.jsonl.tmp").replace(out / "labels.jsonl")
-    label_seconds = time.perf_counter() - t0
+    # 1-2) labelled chains: reuse --labels, or this run's labels.jsonl from a killed run, or sample + label now (on
+    # rank 0, which shares them: the other ranks wait inside gloo's 30-minute timeout; spread long labelling over
+    # --workers)
+    def label() -> tuple[list[dict], float]:
+        t0 = time.perf_counter()
+        cache = Path(cfg.labels) if cfg.labels else out / "labels.jsonl"
+        if cache.exists():
+            records = read_jsonl(cache)
+            print(f"{kind}: reusing {len(records)} labelled chains from {cache}", file=sys.stderr)
+        else:
+            records = label_chains(policy, train_problems, samples=cfg.samples, temperature=cfg.temperature,
+                                   max_tokens=max_tokens, mc_samples=cfg.mc_samples if kind == "prm" else 0,
+                                   executor=cfg, checkpoint=cfg.init, seed=cfg.seed)
+            for r in records:
+                append_jsonl(out / "labels.jsonl.tmp", r)
+            (out / "labels.jsonl.tmp").replace(out / "labels.jsonl")
+        return records, time.perf_counter() - t0
+
+    records, label_seconds = distributed.share(distributed.on_main(label))
     items = reward_items(records, kind=kind, label=cfg.label)
     pos_rate = sum(r["outcome"] for r in records) / max(1, len(records))
     if records and pos_rate in (0.0, 1.0):
-        print(f"warning: every sampled chain is {'right' if pos_rate else 'wrong'}; the {kind} cannot learn to "
-              "tell them apart (train the policy more, or use a harder/easier task)", file=sys.stderr)
+        distributed.say(f"warning: every sampled chain is {'right' if pos_rate else 'wrong'}; the {kind} cannot "
+                        "learn to tell them apart (train the policy more, or use a harder/easier task)")
 
     # 3) the reward model: the policy's own trunk or a fresh separate one
     trunk = policy_model if cfg.trunk == "shared" else Transformer(ModelConfig.preset(cfg.trunk))
@@ -362,6 +396,8 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
     stats = fit_reward(model, tok, items, seconds=budget.seconds, steps=budget.steps, lr=cfg.lr,
                        batch_size=cfg.batch_size,
                        weight_decay=cfg.weight_decay, balance=cfg.balance, seed=cfg.seed)
+    if not w.main:  # rank 0 evaluates and writes; the others return its summary
+        return distributed.done(None)
 
     # 4) evaluate on held-out problems' samples (the policy is reloaded: a shared trunk was fine-tuned in place)
     scorer = LearnedScorer(model, tok, aggregation=cfg.aggregation)
@@ -371,12 +407,12 @@ def _train(cfg: RewardConfig, kind: str) -> dict:
                "train/chains": len(records), "train/positive_rate": pos_rate, "train/label_seconds": label_seconds,
                "train/seconds": stats["seconds"], "train/steps": stats["steps"],
                "train/cut_short": stats["cut_short"], "train/loss": stats["loss"],
-               "train/first_loss": stats["first_loss"], **metrics, "eval/n": cfg.eval_samples,
+               "train/first_loss": stats["first_loss"], **metrics, "eval/n": cfg.eval_samples, "world_size": w.size,
                "checkpoint": str(out / "checkpoint"), "config": asdict(cfg)}
     save_reward_model(out / "checkpoint", model, tok, meta={"stage": kind, "config": asdict(cfg), "metrics": summary})
     atomic_write_json(out / "summary.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
-    return summary
+    return distributed.done(summary)
 
 
 def held_out_metrics(scorer, init: str, task, tok, *, problems: int, samples: int, temperature: float,

@@ -311,9 +311,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         model, tok, _ = load_model(cfg.init, flag="--init")
     else:
         model, tok = Transformer(ModelConfig.preset(cfg.preset)), CharTokenizer()
-    if distributed.agree([state["step"]])[0][0] != state["step"] * w.size:
-        raise ValueError(f"the {w.size} processes found different resume snapshots in {out}: put --out on a "
-                         "filesystem every node shares")
+    distributed.check_same_start(state["step"], out)
     params = model.num_params()
     # The peak of the dtype the matmuls run in (bf16's is ~4x fp32's on AVX512-BF16 CPUs), sampled again at every
     # evaluation (outside the timed training) because a shared machine's speed drifts during a run; MFU uses the median.
