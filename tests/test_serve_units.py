@@ -177,3 +177,13 @@ def test_batching_lone_caller_does_not_wait_and_errors_propagate():
 def test_reasoner_refuses_a_solver_scorer_naming_its_kind():
     with pytest.raises(ValueError, match="'checker' is a solver on .*recomputes the answer"):
         Reasoner(EchoPolicy(), {"high": Effort("beam", 2, "checker")})
+
+
+def test_an_upstream_that_rejects_the_request_is_a_4xx_and_a_broken_one_a_5xx():
+    from qstar.backends.openai_compat import UpstreamError
+    from qstar.serve.app import _search_error
+
+    too_long = _search_error(UpstreamError("400: maximum context length is 4096 tokens", status=400))
+    assert (too_long.status, too_long.code) == (400, "upstream_rejected_request") and "context" in too_long.message
+    assert _search_error(UpstreamError("404: no such model", status=404)).status == 502  # our configuration
+    assert _search_error(UpstreamError("timed out", transport=True)).status == 503

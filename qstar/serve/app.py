@@ -67,6 +67,9 @@ def _search_error(e: BaseException) -> APIError:
     """The API error for a failure inside a search (bad input is caught earlier, in protocol.py)."""
     if isinstance(e, APIError):
         return e
+    if isinstance(e, UpstreamError) and e.status in (400, 413, 422):
+        # the upstream rejected this request's content (e.g. longer than its context): the client's input, so a 4xx
+        return APIError(400, f"the upstream model rejected the request: {e}"[:500], code="upstream_rejected_request")
     if isinstance(e, UpstreamError):
         status = 503 if e.transport else 502
         return APIError(status, f"upstream model server failed: {e}", type="upstream_error",
