@@ -31,8 +31,12 @@ demo: $(VENV)/.installed-core
 lint: install
 	$(BIN)/ruff check qstar tests benchmarks scripts
 
+# Two pytest workers of one thread each (pytest-xdist): on 2 cores the suite takes half the time of one process with
+# two threads, as many tests are too small to keep two threads busy.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
+
 test: install lint
-	$(BIN)/python -m pytest tests
+	$(PYTEST) tests
 
 # The learning and numerics tests again under the other kind of CPU kernels (AVX-512 machines run AVX2's, AVX2
 # machines the plain C++ ones) and on one thread, so a test that holds for one CPU's rounding only fails here too.
@@ -42,7 +46,7 @@ LEARNING_TESTS := tests/test_grpo.py tests/test_sft.py tests/test_reward.py test
 test-other-cpu: install
 	@cap=$$($(BIN)/python -c "import torch; print('avx2' if 'AVX512' in torch.backends.cpu.get_cpu_capability() \
 	  else 'default')"); echo "== learning and numerics tests with ATEN_CPU_CAPABILITY=$$cap, 1 thread"; \
-	  ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(LEARNING_TESTS)
+	  ATEN_CPU_CAPABILITY=$$cap $(PYTEST) $(LEARNING_TESTS)
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

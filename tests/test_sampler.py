@@ -130,6 +130,20 @@ def test_seed_determinism(model):
     assert a == b and a != c
 
 
+def test_per_prompt_seeds_make_a_prompts_chains_independent_of_its_batch(model):
+    # stop ids end rows at different steps, so compaction reorders the batch rows too
+    kw = dict(n=3, max_new_tokens=12, stop_ids=(5, 9, 17))
+    together = generate(model, PROMPTS, seeds=[7, 8, 9], **kw)
+    alone = [generate(model, [p], seeds=[s], **kw)[0] for p, s in zip(PROMPTS, [7, 8, 9])]
+    split = generate(model, PROMPTS[:1], seeds=[7], **kw) + generate(model, PROMPTS[1:], seeds=[8, 9], **kw)
+    assert [[s.tokens for s in row] for row in together] == [[s.tokens for s in row] for row in alone]
+    assert [[s.tokens for s in row] for row in together] == [[s.tokens for s in row] for row in split]
+    assert len({tuple(s.tokens) for row in together for s in row}) > 3  # sampled, not one chain
+    assert generate(model, PROMPTS, seeds=[7, 8, 10], **kw)[2] != together[2]
+    with pytest.raises(ValueError, match="one per prompt"):
+        generate(model, PROMPTS, seeds=[1], **kw)
+
+
 def test_top_p_samples_only_from_the_nucleus():
     torch.manual_seed(0)
     model = Transformer(ModelConfig.preset("tiny")).eval()
@@ -225,14 +239,18 @@ def test_policy_chunks_by_max_batch(trained):
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_sampling_frequencies_follow_the_tempered_distribution(temperature):
+@pytest.mark.parametrize("streams", ["one", "per prompt"])
+def test_sampling_frequencies_follow_the_tempered_distribution(temperature, streams):
     torch.manual_seed(0)
     model = Transformer(ModelConfig.preset("tiny")).eval()
     with torch.no_grad():
         model.model.norm.weight.mul_(4.0)
         probs = F.softmax(model(torch.tensor([PROMPTS[1]]))[0, -1] / temperature, dim=-1)
     n = 4000
-    draws = generate(model, [PROMPTS[1]], n=n, max_new_tokens=1, temperature=temperature, seed=0)[0]
+    seeding = {"seed": 0} if streams == "one" else {"seeds": [3, 4]}  # two prompts of 2000 draws, a stream each
+    rows = generate(model, [PROMPTS[1]] * len(seeding.get("seeds", [0])), n=n // len(seeding.get("seeds", [0])),
+                    max_new_tokens=1, temperature=temperature, **seeding)
+    draws = [s for row in rows for s in row]
     freq = torch.bincount(torch.tensor([s.tokens[0] for s in draws]), minlength=128).float() / n
     top = probs.topk(5).indices
     sigma = (probs[top] * (1 - probs[top]) / n).sqrt()

@@ -6,15 +6,21 @@ vLLM is imported only when an engine is built, so this module imports everywhere
 :class:`~qstar.backends.hf.HFPolicy` renders them (a qstar checkpoint is a Llama directory that vLLM loads as is), and
 the reported log-probabilities are the sampled tokens' under the model's own distribution (vLLM's raw log-probs,
 before temperature and top-p), as HFPolicy and qstar's sampler report them.
+
+For GRPO (``qstar train grpo --generator vllm``) the engine also samples from token ids (``sample_ids``, qstar's
+:class:`~qstar.model.sampler.Sample` rows, one seeded stream per prompt) and takes the trainer's weights after each
+update (``load_weights``: the parameters go to every worker's model through ``collective_rpc``, and the prefix cache,
+computed with the old weights, is dropped).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from qstar.backends.hf import HFPolicy
+from qstar.model.sampler import Sample
 from qstar.model.types import Completion, Prompt, check_sample_args
 from qstar.tasks.format import STEP_END
 
@@ -108,6 +114,27 @@ class VLLMPolicy:
             result[i] = rows
         return result  # type: ignore[return-value]
 
+    def sample_ids(self, prompts: Sequence[Sequence[int]], *, n: int, max_tokens: int, temperature: float,
+                   stop_ids: Sequence[int], seeds: Sequence[int]) -> list[list[Sample]]:
+        """``n`` chains per tokenised prompt as qstar sampler rows ([len(prompts)][n]): the stop token is kept in
+        ``tokens``, log-probabilities are the raw model's, and prompt i's chains come from a stream seeded by
+        ``seeds[i]`` (as :func:`qstar.model.sampler.generate` with ``seeds``)."""
+        vllm = import_vllm()
+        params = [vllm.SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, logprobs=0, seed=seed,
+                                      stop_token_ids=list(stop_ids), detokenize=False) for seed in seeds]
+        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+        stops = set(stop_ids)
+        return [[Sample(list(o.token_ids), [float(step[t].logprob) for t, step in zip(o.token_ids, o.logprobs)],
+                        "stop" if o.token_ids and o.token_ids[-1] in stops else "length",
+                        len(prompt) if j == 0 else 0)
+                 for j, o in enumerate(out.outputs)] for prompt, out in zip(prompts, outputs)]
+
+    def load_weights(self, named: Iterable[tuple[str, object]]) -> None:
+        """Put the trainer's parameters (HF names, as a qstar model's ``named_parameters``) into the engine."""
+        weights = [(name, tensor.detach().to("cpu")) for name, tensor in named]
+        self.llm.collective_rpc(_load_weights, args=(weights,))
+        self.llm.reset_prefix_cache()  # cached prompt keys and values were computed with the old weights
+
     @staticmethod
     def _completion(out, prompt_tokens: int) -> Completion:
         """One vLLM CompletionOutput as a Completion: <eos> counted but not in the text; a step ends at its newline."""
@@ -124,3 +151,8 @@ class VLLMPolicy:
             text = text[: text.index(STEP_END) + 1]
         return Completion(text, logprobs, len(token_ids), prompt_tokens=prompt_tokens, finish=finish,
                           token_ids=token_ids)
+
+
+def _load_weights(worker, weights) -> None:
+    """Runs on each vLLM worker: the model's own loader maps HF names onto its fused layers."""
+    worker.model_runner.model.load_weights(weights=weights)

@@ -1,8 +1,9 @@
 """GRPO: reinforcement learning with verifiable rewards, from an SFT checkpoint.
 
 ``qstar train grpo --init RUN_OR_CKPT --task mult --out DIR`` samples a group of chains per problem with the
-model's own batched KV-cache sampler, scores them with the task verifier, turns rewards into group-relative
-advantages and takes a PPO-clip step; it writes
+model's own batched KV-cache sampler (or, with ``--generator vllm``, an in-process vLLM engine that receives the
+weights after every update), scores them with the task verifier, turns rewards into group-relative advantages and
+takes a PPO-clip step; it writes
 
     DIR/checkpoint/    Hugging Face model directory (stage "grpo", config and metrics in its meta)
     DIR/summary.json   greedy_accuracy, pass_at_1, pass_at_k and response_length _before/_after, train_seconds,
@@ -33,7 +34,8 @@ How it simplifies the papers (DeepSeekMath GRPO, Dr. GRPO, DAPO):
 
 Under ``torchrun --nproc-per-node K`` each rank samples its share of the problems' groups, every rank gathers all
 chains (rewards, advantages, normalisers, metrics: the whole batch's) and learns from its own groups' rows, gradients
-summed: one process's update on those chains (docs/scaling.md says why the chains themselves differ from one process's).
+summed. Each problem's chains come from a random stream of its own, so K ranks sample the chains one process samples
+and make its update, within float tolerance.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from qstar.learn.evaluate import chain_budget, chain_metrics, greedy_accuracy, h
 from qstar.learn.losses import ADVANTAGES, LOSSES, LossConfig
 from qstar.learn.rewards import combine, parse_weights
 from qstar.learn.runs import start_run
-from qstar.model.checkpoint import load_checkpoint, load_model, save_checkpoint, task_for
+from qstar.model.checkpoint import find_checkpoint, load_checkpoint, load_model, save_checkpoint, task_for
 from qstar.model.logprobs import completion_logprobs
 from qstar.model.perf import attention_flops, causal_pairs, configure_threads, forward_flops
 from qstar.model.policy import ModelPolicy
@@ -119,6 +121,9 @@ class GRPOConfig:
     prompt. Empty: no targets."""
     max_completion_tokens: int = 0
     """Longest sampled chain in tokens; 0: 1.5x the longest reference chain of the eval problems."""
+    generator: str = field(default="qstar", metadata={"choices": ["qstar", "vllm"]})
+    """Who samples the chains: qstar (the model's KV-cache sampler) or vllm (an in-process vLLM engine over the
+    --init checkpoint on a GPU, pip install 'qstar[gpu]'; the trainer's weights go into it after every update)."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     micro_batch: int = 64
@@ -174,6 +179,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     loss_fn, adv_fn = LOSSES[cfg.loss], ADVANTAGES[cfg.loss]
     loss_cfg = LossConfig(clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, max_len=max_new)
     P, G = cfg.problems_per_batch, cfg.group_size
+    engine = _engine(cfg, model)
 
     def evaluate(step: int, seconds: float) -> dict:
         if not eval_problems or not w.main:
@@ -209,9 +215,12 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         prompts = [tok.encode(render_prompt(p.question), bos=True) for p in problems]
         model.eval()
         room = model.cfg.max_seq_len - max(map(len, prompts))  # a long corpus's budget may not fit every prompt
-        samples = distributed.gather(generate(
-            model, prompts[mine.start : mine.stop], n=G, max_new_tokens=min(max_new, room),
-            temperature=cfg.temperature, stop_ids=(tok.eos_id,), seed=cfg.seed * 1_000_003 + step + (mine.start << 32)))
+        stream = (cfg.seed * 1_000_003 + step) << 20  # a stream per problem: K ranks sample one process's chains
+        args = dict(n=G, temperature=cfg.temperature, stop_ids=(tok.eos_id,),
+                    seeds=[stream + i for i in range(mine.start, mine.stop)])
+        samples = distributed.gather(
+            engine.sample_ids(prompts[mine.start : mine.stop], max_tokens=min(max_new, room), **args) if engine else
+            generate(model, prompts[mine.start : mine.stop], max_new_tokens=min(max_new, room), **args))
         flat = [s for row in samples for s in row]
         texts = [tok.decode(s.tokens) for s in flat]
         t_sampled = time.perf_counter()
@@ -253,6 +262,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             if m.pop("nonfinite"):
                 state["skipped"] += 1
                 distributed.say(f"warning: update {step + 1}: non-finite loss or gradient; update skipped")
+            elif engine:
+                engine.load_weights(model.named_parameters())
         # 6) log metrics, evaluate and snapshot on their own clocks (excluded from the training time)
         state["flops"] += _update_flops(model, prompts, flat, G, work, cfg)
         m["flops"] = state["flops"]
@@ -303,6 +314,18 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- the update
+
+
+def _engine(cfg: GRPOConfig, model):
+    """The vLLM engine that samples for the trainer (None: qstar's sampler), holding the trainer's current weights
+    (a resumed run's are not the --init checkpoint's)."""
+    if cfg.generator != "vllm":
+        return None
+    from qstar.backends.vllm import VLLMPolicy  # the gpu extra, imported only when asked for
+
+    engine = VLLMPolicy.from_pretrained(find_checkpoint(cfg.init, flag="--init"), seed=cfg.seed)
+    engine.load_weights(model.named_parameters())
+    return engine
 
 
 def _update_flops(model, prompts, flat, G: int, learned: list[int], cfg: GRPOConfig) -> float:

@@ -56,6 +56,7 @@ def generate(
     stop_ids: Iterable[int] = (),
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    seeds: Sequence[int] | None = None,
     compact_below: float = 0.75,
     dtype: torch.dtype | None = None,
 ) -> list[list[Sample]]:
@@ -66,6 +67,9 @@ def generate(
     top_p: nucleus sampling: sample among the most likely tokens whose total probability reaches top_p.
     stop_ids: a row ends after generating any of these (the stop token is kept in ``tokens``).
     seed / generator: make sampling reproducible (``seed`` builds a fresh generator); default: torch's global RNG.
+    seeds: one per prompt, instead of ``seed``: the n chains of prompt i draw from a stream of their own, seeded by
+        ``seeds[i]``, so a prompt's chains do not depend on which other prompts share the batch (data-parallel ranks
+        that split a batch's prompts sample the chains one process would).
     compact_below: drop finished rows from the batch when the alive fraction falls below this (1 = always).
     dtype: compute dtype of the forward passes (None: the model's). ``torch.bfloat16`` decodes with bf16 weights and
         KV cache (see :mod:`qstar.model.fast`): faster on CPUs with AVX512-BF16, logprobs ~1e-2 from the fp32 ones.
@@ -73,11 +77,17 @@ def generate(
     cfg = model.cfg
     _check(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, cfg=cfg)
     device = model.lm_head.weight.device
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"seeds: one per prompt ({len(prompts)}), got {len(seeds)}")
     if generator is None and seed is not None:
         generator = torch.Generator(device).manual_seed(seed)
     results = [[Sample() for _ in range(n)] for _ in prompts]
     if max_new_tokens == 0:
         return results
+    # every uniform a row can use, drawn up front from its prompt's stream: row i*n + j's draws are the same
+    # whatever else is in the batch (a few floats per token, against a forward pass per token)
+    uniforms = None if seeds is None or temperature == 0 else torch.cat(
+        [torch.rand(n, max_new_tokens, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
 
     # 1) Distinct prompts, left-padded: row u holds prompt `uniq[u]` right-aligned at column Lmax.
     index: dict[tuple[int, ...], int] = {}
@@ -128,7 +138,8 @@ def generate(
 
     # 4) Decode: sample from the current logits, record, feed the token back.
     for t in range(max_new_tokens):
-        tok, lp = _sample(logits, temperature, top_p, generator)
+        tok, lp = _sample(logits, temperature, top_p, generator,
+                          None if uniforms is None else uniforms[alive_rows, t])
         out_tok[alive_rows, t] = tok
         out_lp[alive_rows, t] = lp
         if len(stop):
@@ -179,8 +190,10 @@ def _fast_forward(model: Transformer, dtype: torch.dtype | None = None) -> FastF
     return hit[1]
 
 
-def _sample(logits: Tensor, temperature: float, top_p: float, generator) -> tuple[Tensor, Tensor]:
-    """Draw one token per row from logits [B,V]; returns (tokens [B], raw-distribution logprobs [B])."""
+def _sample(logits: Tensor, temperature: float, top_p: float, generator, u: Tensor | None = None
+            ) -> tuple[Tensor, Tensor]:
+    """Draw one token per row from logits [B,V] (with the rows' uniforms ``u`` [B] when given, else from
+    ``generator``); returns (tokens [B], raw-distribution logprobs [B])."""
     logp = F.log_softmax(logits, dim=-1)
     if temperature == 0:
         tok = logits.argmax(dim=-1)
@@ -193,7 +206,8 @@ def _sample(logits: Tensor, temperature: float, top_p: float, generator) -> tupl
         # Inverse-CDF draw: one uniform per row (torch.multinomial was 20x slower at batch 256). right=True never
         # selects a zero-probability token: it returns the first index whose cumulative mass exceeds u.
         cdf = probs.cumsum(dim=-1)
-        u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+        u = (torch.rand(len(cdf), 1, generator=generator, device=cdf.device, dtype=cdf.dtype) if u is None
+             else u[:, None].to(cdf.dtype)) * cdf[:, -1:]
         tok = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1)
         tok = (tok if order is None else order.gather(1, tok)).squeeze(1)
     return tok, logp.gather(1, tok[:, None]).squeeze(1)
