@@ -13,7 +13,9 @@ The last line is the verdict: efficiency_vs_best_of_n (how many times fewer gene
 strategy needs to reach best-of-N's top accuracy, best-of-N using the same scorer kind), ci_low and ci_high (its 95%
 paired bootstrap interval over problems), strategy, scorer_kind (only verifier and learned scorers make this verdict:
 with an oracle or solver scorer the factor is null and the note says so), and mcts_falls (per MCTS root rule, whether
-accuracy at the largest budget is below the curve's peak beyond the paired interval).
+accuracy at the largest budget is below the curve's peak beyond the paired interval), tree_vs_best_of_n (each tree
+search minus best-of-N with the same scorer at best-of-N's token levels, with 95% paired intervals) and
+tree_beats_best_of_n (per tree search: some level's interval lies above 0).
 Without --checkpoint it trains a tiny model for --train-steps updates first (so the script always runs; a step
 budget, so every host gets the same checkpoint; --max-seconds is only a safety cap, and a checkpoint it cut short
 is flagged with "cut_short": true on every line).
@@ -84,6 +86,8 @@ def tiny_checkpoint(task: str, steps: int, seed: int, max_seconds: float = SAFET
                            eval_problems=50)
 
 
+#: the strategies that search over steps (the ones a learned value guides)
+TREES = ("beam", "dvts", "mcts", "mcts_gumbel")
 #: pseudo-strategies: (strategy, knobs)
 VARIANTS = {"mcts_gumbel": ("mcts", {"root": "gumbel"}), "until_verified_one": ("until_verified", {"batch": 1})}
 
@@ -142,15 +146,22 @@ def record(name: str, budget: int, seed: int, summary: dict, rows) -> dict:
 
 
 def verdict(analysis, records: list[dict]) -> dict:
-    """The last line: the efficiency factor with its interval (deployable scorers only) and MCTS's trend."""
+    """The last line: the efficiency factor with its interval (deployable scorers only), MCTS's trend, and each tree
+    search against best-of-N with the same scorer at best-of-N's token levels (a paired interval per level; a tree
+    beats best-of-N where an interval lies above 0)."""
     curves = analysis.test_curves(records)
     eff = analysis.efficiency(curves)
     mcts = {label: analysis.falls(pts) for label, pts in curves.items() if pts[0]["strategy"] in ("mcts",
                                                                                                  "mcts_gumbel")}
+    paired = analysis.paired_vs_baseline(curves, analysis.matched_compute(curves))
+    trees = {label: [d and {k: round(d[k], 4) for k in ("tokens", "diff", "ci_low", "ci_high")} for d in diffs]
+             for label, diffs in paired.items() if curves[label][0]["strategy"] in TREES}
     return {"efficiency_vs_best_of_n": eff["factor"], "ci_low": eff["ci_low"], "ci_high": eff["ci_high"],
             "strategy": eff["strategy"], "scorer_kind": eff["scorer_kind"] or records[0]["scorer_kind"],
             "target_accuracy": eff["target_accuracy"], "baseline_tokens": eff["baseline_tokens"],
-            "strategy_tokens": eff["strategy_tokens"], "note": eff.get("note"), "mcts_falls": mcts}
+            "strategy_tokens": eff["strategy_tokens"], "note": eff.get("note"), "mcts_falls": mcts,
+            "tree_vs_best_of_n": trees,
+            "tree_beats_best_of_n": {label: any(d and d["ci_low"] > 0 for d in ds) for label, ds in trees.items()}}
 
 
 if __name__ == "__main__":

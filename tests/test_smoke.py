@@ -469,7 +469,9 @@ def test_bench_search(sft_run, capsys):
     # cheap judges nothing on decimals, so until_verified (which would refuse it) is left out
     assert [r["strategy"] for r in rows] == [s for s in STRATEGIES if s not in ("think", "until_verified")] + [
         "mcts_gumbel"]
-    assert {"efficiency_vs_best_of_n", "ci_low", "ci_high", "strategy", "scorer_kind"} <= set(verdict)
+    assert {"efficiency_vs_best_of_n", "ci_low", "ci_high", "strategy", "scorer_kind", "tree_beats_best_of_n"} <= set(
+        verdict)
+    assert set(verdict["tree_vs_best_of_n"]) == {"beam", "dvts", "mcts", "mcts_gumbel"}
     for r in rows:
         assert (r["budget"], r["problems"], r["task"], r["scorer"], r["scorer_kind"]) == (2, 2, TASK, "cheap",
                                                                                          "verifier")
