@@ -29,6 +29,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def assert_same_updates(got: dict, want: dict, init: dict, *, rel: float = 1e-2) -> None:
+    """Two runs made the same updates: per tensor, ``got`` is within ``rel`` of the distance ``want`` moved from
+    ``init`` (in norm). Adam and Muon scale each update to about lr, so an element whose gradient is float noise can
+    step either way under another kernel set (LOG.md, 2026-12-04: an element 1.3e-5 apart with AVX-512); a norm over
+    the tensor lets no single element decide, while a real error (a rank's share counted twice) moves whole tensors."""
+    for k, w in want.items():
+        moved = (w - init[k]).norm()
+        assert (got[k] - w).norm() <= rel * moved + 1e-7, (k, float((got[k] - w).norm()), float(moved))
+
+
 def _examples() -> list[tuple[str, str]]:
     from qstar.tasks import get_task
 
@@ -58,11 +68,11 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     torch.multiprocessing.spawn(_rank, args=(2, _free_port(), str(tmp_path), steps, batch_size), nprocs=2)
     one = _train(steps, batch_size)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    for name, ref in one.items():
+    for name in one:
         assert torch.equal(ranks[0][name], ranks[1][name]), name  # the ranks never drift apart
-        assert torch.allclose(ranks[0][name], ref, rtol=0, atol=1e-5), name
     torch.manual_seed(0)
     initial = Transformer(ModelConfig.preset("tiny")).state_dict()
+    assert_same_updates(ranks[0], one, initial)
     assert max((one[k] - initial[k]).abs().max() for k in one) > 1e-3  # the updates did move the weights
 
 
