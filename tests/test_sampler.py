@@ -144,6 +144,21 @@ def test_per_prompt_seeds_make_a_prompts_chains_independent_of_its_batch(model):
         generate(model, PROMPTS, seeds=[1], **kw)
 
 
+def test_per_chain_seeds_give_a_chain_that_does_not_depend_on_n_length_or_batch(model):
+    # chain seeds 1..4 for prompt 0 in one call; the same seeds in other groupings, counts and lengths
+    kw = dict(stop_ids=(5, 9, 17))
+    four = generate(model, PROMPTS[:2], n=4, max_new_tokens=12, seeds=[[1, 2, 3, 4], [5, 6, 7, 8]], **kw)
+    ones = [generate(model, [PROMPTS[0]], n=1, max_new_tokens=12, seeds=[[s]], **kw)[0][0] for s in (1, 2, 3, 4)]
+    pairs = generate(model, [PROMPTS[0]] * 2, n=2, max_new_tokens=12, seeds=[[1, 2], [3, 4]], **kw)
+    longer = generate(model, [PROMPTS[0]], n=4, max_new_tokens=30, seeds=[[1, 2, 3, 4]], **kw)[0]
+    chains = [s.tokens for s in four[0]]
+    assert chains == [s.tokens for s in ones] == [s.tokens for row in pairs for s in row]
+    assert all(long.tokens[: len(c)] == c for long, c in zip(longer, chains))  # a longer cap extends, never redraws
+    assert len({tuple(c) for c in chains}) > 1 and [s.tokens for s in four[1]] != chains
+    with pytest.raises(ValueError, match="per-chain seeds must be n=4"):
+        generate(model, PROMPTS[:1], n=4, max_new_tokens=4, seeds=[[1, 2]])
+
+
 def test_top_p_samples_only_from_the_nucleus():
     torch.manual_seed(0)
     model = Transformer(ModelConfig.preset("tiny")).eval()

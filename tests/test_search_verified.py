@@ -155,3 +155,27 @@ def test_refuses_a_scorer_that_can_accept_nothing():
 def test_bad_knobs_are_clear_errors(knob):
     with pytest.raises(ValueError, match=list(knob)[0]):
         until_verified(PerProblem(DRAWS), Exact(), [toy("q1")], 4, **knob)
+
+
+def test_on_a_trained_checkpoint_it_reads_best_of_ns_chains_whatever_the_batch(tiny_checkpoint):
+    # qstar's policy seeds a problem's k-th chain by (seed, problem, k): until_verified's rounds of 1, 1, 2, 4 read
+    # best_of_n's 8 chains, and a problem's chains are the same alone as beside others
+    from qstar.model.policy import load_policy
+
+    class Never:  # accepts no chain, so until_verified draws all 8 (a scorer declaring no kind is taken at its word)
+        name, oracle, params = "never", False, 0
+
+        def score(self, problems, chains):
+            return [0.0] * len(chains)
+
+        def score_steps(self, problems, steps):
+            return [[0.0] * len(s) for s in steps]
+
+    problems = get_task("letters").generate(3, seed=0, split="test")
+    policy = load_policy(tiny_checkpoint, seed=5)
+    (uv,) = until_verified(policy, Never(), problems[:1], 8, temperature=1.0, max_tokens=40)
+    bn = best_of_n(policy, Never(), problems, 8, temperature=1.0, max_tokens=40)
+    assert uv.info["rounds"] == 4 and uv.info["answers"] == bn[0].info["answers"]
+    alone = best_of_n(policy, Never(), problems[2:], 8, temperature=1.0, max_tokens=40)
+    assert alone[0].info["answers"] == bn[2].info["answers"]
+    assert len(set(bn[0].info["answers"])) > 1  # sampled, not one chain

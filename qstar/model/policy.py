@@ -36,7 +36,9 @@ class ModelPolicy:
     ``max_tokens`` (finish "length"). Log-probs are under the raw model distribution (see qstar.model.sampler).
 
     max_batch: most sample rows (prompts x n) decoded together; larger requests are split into chunks.
-    seed: seeds this policy's private generator (reproducible sequence of calls); None = torch's global RNG.
+    seed: seeds this policy's private generator (reproducible sequence of calls); None = torch's global RNG. It is
+        also ``stream_seed``: a search's Meter mixes it with each problem and chain index into the ``seeds`` of
+        ``sample``, so a problem's k-th chain is the same however the search batches its draws.
     dtype: decoding dtype (see :func:`qstar.model.sampler.generate`); ``torch.bfloat16`` samples faster on CPUs with
         AVX512-BF16 at the cost of logprobs ~1e-2 from the fp32 model's (``logprobs`` stays fp32). None = the model's.
     length_prompt: the model was RL-trained to follow a thinking-length target stated in its prompt (L1; GRPO's
@@ -62,6 +64,7 @@ class ModelPolicy:
         self.params = model.num_params()
         self.max_batch = max_batch
         self.generator = None if seed is None else torch.Generator(model.lm_head.weight.device).manual_seed(seed)
+        self.stream_seed = seed
         self.dtype = dtype
         self.length_prompt = length_prompt
 
@@ -69,6 +72,7 @@ class ModelPolicy:
         """Restart this policy's sampling stream at ``seed`` (a private generator is created if it had none), so one
         loaded policy can serve many seeded runs without touching torch's global generator."""
         self.generator = torch.Generator(self.model.lm_head.weight.device).manual_seed(seed)
+        self.stream_seed = seed
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, *, name: str | None = None, **kwargs) -> ModelPolicy:
@@ -90,10 +94,15 @@ class ModelPolicy:
         top_p: float = 1.0,
         max_tokens: int = 256,
         stop_at_step: bool = False,
+        seeds: Sequence[Sequence[int]] | None = None,
     ) -> list[list[Completion]]:
-        """``n`` completions per prompt, shape [len(prompts)][n]; temperature 0 = greedy."""
+        """``n`` completions per prompt, shape [len(prompts)][n]; temperature 0 = greedy. seeds: per prompt, one
+        seed per completion, each drawing from a stream of its own (``generate``'s per-chain seeds) instead of the
+        policy's generator."""
         if n < 1 or max_tokens < 1:
             raise ValueError(f"need n >= 1 and max_tokens >= 1, got n={n}, max_tokens={max_tokens}")
+        if seeds is not None and (len(seeds) != len(prompts) or any(len(s) != n for s in seeds)):
+            raise ValueError(f"seeds: n={n} per prompt for each of {len(prompts)} prompts")
         if not prompts:
             return []
         tok = self.tokenizer
@@ -110,12 +119,15 @@ class ModelPolicy:
         if n <= self.max_batch:  # whole prompts per chunk
             per = self.max_batch // n
             for c in range(0, len(ids), per):
-                for i, samples in enumerate(generate(self.model, ids[c : c + per], n=n, **opts), start=c):
+                chunk = None if seeds is None else seeds[c : c + per]
+                for i, samples in enumerate(generate(self.model, ids[c : c + per], n=n, seeds=chunk, **opts), start=c):
                     out[i] = [self._completion(s) for s in samples]
         else:  # one prompt's n samples span several chunks
             for i, p in enumerate(ids):
                 for c in range(0, n, self.max_batch):
-                    samples = generate(self.model, [p], n=min(self.max_batch, n - c), **opts)[0]
+                    k = min(self.max_batch, n - c)
+                    chunk = None if seeds is None else [seeds[i][c : c + k]]
+                    samples = generate(self.model, [p], n=k, seeds=chunk, **opts)[0]
                     out[i] += [self._completion(s) for s in samples]  # each chunk prefills the prompt again
         return out
 

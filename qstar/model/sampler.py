@@ -56,7 +56,7 @@ def generate(
     stop_ids: Iterable[int] = (),
     seed: int | None = None,
     generator: torch.Generator | None = None,
-    seeds: Sequence[int] | None = None,
+    seeds: Sequence[int | Sequence[int]] | None = None,
     compact_below: float = 0.75,
     dtype: torch.dtype | None = None,
 ) -> list[list[Sample]]:
@@ -69,7 +69,10 @@ def generate(
     seed / generator: make sampling reproducible (``seed`` builds a fresh generator); default: torch's global RNG.
     seeds: one per prompt, instead of ``seed``: the n chains of prompt i draw from a stream of their own, seeded by
         ``seeds[i]``, so a prompt's chains do not depend on which other prompts share the batch (data-parallel ranks
-        that split a batch's prompts sample the chains one process would).
+        that split a batch's prompts sample the chains one process would). ``seeds[i]`` may instead hold n seeds,
+        one per chain: chain j then draws from a stream of its own, the same whatever the batch, ``n`` and
+        ``max_new_tokens`` (a search that draws a problem's chains one round at a time reads the chains of one
+        draw of all of them).
     compact_below: drop finished rows from the batch when the alive fraction falls below this (1 = always).
     dtype: compute dtype of the forward passes (None: the model's). ``torch.bfloat16`` decodes with bf16 weights and
         KV cache (see :mod:`qstar.model.fast`): faster on CPUs with AVX512-BF16, logprobs ~1e-2 from the fp32 ones.
@@ -87,7 +90,7 @@ def generate(
     # every uniform a row can use, drawn up front from its prompt's stream: row i*n + j's draws are the same
     # whatever else is in the batch (a few floats per token, against a forward pass per token)
     uniforms = None if seeds is None or temperature == 0 else torch.cat(
-        [torch.rand(n, max_new_tokens, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+        [_stream(s, n, max_new_tokens) for s in seeds]).to(device)
 
     # 1) Distinct prompts, left-padded: row u holds prompt `uniq[u]` right-aligned at column Lmax.
     index: dict[tuple[int, ...], int] = {}
@@ -188,6 +191,16 @@ def _fast_forward(model: Transformer, dtype: torch.dtype | None = None) -> FastF
     if hit is None or hit[0] != key:
         hit = _FAST[model] = (key, FastForward(model, dtype))
     return hit[1]
+
+
+def _stream(seed: int | Sequence[int], n: int, length: int) -> Tensor:
+    """[n, length] uniforms: n rows of one stream seeded by ``seed``, or one stream per row for n seeds (a row is
+    then a prefix of the same seed's longer row: the CPU generator fills a tensor in order)."""
+    if isinstance(seed, int):
+        return torch.rand(n, length, generator=torch.Generator().manual_seed(seed))
+    if len(seed) != n:
+        raise ValueError(f"seeds: a prompt's per-chain seeds must be n={n}, got {len(seed)}")
+    return torch.stack([torch.rand(length, generator=torch.Generator().manual_seed(int(s))) for s in seed])
 
 
 def _sample(logits: Tensor, temperature: float, top_p: float, generator, u: Tensor | None = None

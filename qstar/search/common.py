@@ -3,7 +3,10 @@
 
 The ``Meter`` is the only way strategies call the policy and the scorer. It batches, counts tokens per problem,
 apportions batched wall time per problem by token share, and caches step scores by (problem, step prefix) so a
-step is never scored twice. ``Meter.ledgers()`` turns the counts into one ``Ledger`` per problem whose FLOPs are
+step is never scored twice. With a policy that has a ``stream_seed`` (qstar's own), the k-th chain a problem draws
+comes from a stream seeded by (that seed, the problem's key, k): it is the same however a strategy batches its
+draws, so best_of_n and until_verified read the same chains, and a problem's chains do not depend on the other
+problems of the run. ``Meter.ledgers()`` turns the counts into one ``Ledger`` per problem whose FLOPs are
 ``2 * policy.params * (generated + prompt) + 2 * scorer.params * scored``.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import inspect
 import math
 import time
@@ -89,6 +93,13 @@ def strategy(fn: Callable | None = None, *, tree: bool = False, deterministic: b
     return run
 
 
+def chain_seed(base: int, key: str, k: int) -> int:
+    """Seed of the k-th chain a problem (by its canonical key) draws under a policy's ``stream_seed``: 63 bits of a
+    hash, the same on every machine and Python (unlike ``hash``)."""
+    digest = hashlib.blake2b(f"{base}:{key}:{k}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
 class Meter:
     """Counts compute per problem while strategies call the policy and scorer in batches.
 
@@ -104,12 +115,20 @@ class Meter:
         self.seconds = [0.0] * n
         self._step_cache: dict[tuple, float] = {}
         self.refused: dict[int, str] = {}  # problem index -> why the policy refused some continuation
+        self.drawn = [0] * n  # chains drawn per problem: the next chain's stream index
 
     # -- policy ---------------------------------------------------------------------------------------------------
     def sample(self, owners: Sequence[int], prompts: Sequence[Prompt], *, n: int = 1, **kw) -> list[list[Completion]]:
         """One batched ``policy.sample`` call; ``owners[i]`` is the problem index prompt i belongs to."""
         if not prompts:
             return []
+        base = getattr(self.policy, "stream_seed", None)
+        if base is not None and "seeds" not in kw:
+            seeds = []
+            for o in owners:
+                seeds.append([chain_seed(base, self.problems[o].key, self.drawn[o] + j) for j in range(n)])
+                self.drawn[o] += n
+            kw = {**kw, "seeds": seeds}
         t0 = time.perf_counter()
         out = self._call(list(owners), list(prompts), n, kw)
         dt = time.perf_counter() - t0
@@ -135,7 +154,10 @@ class Meter:
         except ValueError as e:
             if len(prompts) > 1:
                 mid = len(prompts) // 2
-                return self._call(owners[:mid], prompts[:mid], n, kw) + self._call(owners[mid:], prompts[mid:], n, kw)
+                half = [{**kw, "seeds": kw["seeds"][c]} if "seeds" in kw else kw
+                        for c in (slice(mid), slice(mid, None))]
+                return self._call(owners[:mid], prompts[:mid], n, half[0]) + \
+                    self._call(owners[mid:], prompts[mid:], n, half[1])
             if not prompts[0].partial:
                 raise
             self.refused[owners[0]] = f"{self.refused.get(owners[0], '')}{e}; "[-300:]

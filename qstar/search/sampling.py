@@ -158,13 +158,13 @@ def until_verified(policy: Policy, scorer: Scorer, problems: list[Problem], budg
     Every round is ONE ``policy.sample`` call over the problems still open (they have all drawn as many chains,
     so one ``n`` fits all) and one ``scorer.score`` call over its new chains. The ledger counts every chain drawn
     and scored, those drawn after the accepted one in its round included, and each round's prompt tokens.
-    Chains are a prefix of best_of_n's (same seed and options) only when a policy's k-th draw for a problem does
-    not depend on how the draws are batched (a policy with one stream per problem): then, with a 0/1 verifier, it
-    returns best_of_n's answer on every problem, for fewer generated tokens. qstar's ModelPolicy feeds a whole
-    batch from one random stream, token by token, so its rounds draw other chains from the same distribution:
-    accuracy at budget N matches best_of_n's in expectation, not problem by problem. Since each round prefills the
-    prompt again, a problem never accepted costs more prompt tokens than under best_of_n. Refuses (ValueError) a
-    scorer that ``judges`` nothing.
+    Its chains are a prefix of best_of_n's (same seed and options) when a policy's k-th draw for a problem does not
+    depend on how the draws are batched: qstar's ModelPolicy, whose chains the Meter seeds per problem and chain
+    index (``stream_seed``). Then, with a 0/1 verifier, it returns best_of_n's answer on every problem, for fewer
+    generated tokens. A policy without per-chain streams (a server, transformers) draws other chains in its rounds,
+    from the same distribution: accuracy at budget N then matches best_of_n's in expectation, not problem by
+    problem. Since each round prefills the prompt again, a problem never accepted costs more prompt tokens than
+    under best_of_n. Refuses (ValueError) a scorer that ``judges`` nothing.
 
     Info per result: answers and scores (one entry per chain drawn, in order), accepted (a chain reached the
     threshold), chosen (index of the returned chain), rounds.
