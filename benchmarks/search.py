@@ -159,7 +159,8 @@ def verdict(analysis, records: list[dict]) -> dict:
     return {"efficiency_vs_best_of_n": eff["factor"], "ci_low": eff["ci_low"], "ci_high": eff["ci_high"],
             "strategy": eff["strategy"], "scorer_kind": eff["scorer_kind"] or records[0]["scorer_kind"],
             "target_accuracy": eff["target_accuracy"], "baseline_tokens": eff["baseline_tokens"],
-            "strategy_tokens": eff["strategy_tokens"], "note": eff.get("note"), "mcts_falls": mcts,
+            "strategy_tokens": eff["strategy_tokens"], "tokens": "generated per problem, prompt prefills not counted",
+            "note": eff.get("note"), "mcts_falls": mcts,
             "tree_vs_best_of_n": trees,
             "tree_beats_best_of_n": {label: any(d and d["ci_low"] > 0 for d in ds) for label, ds in trees.items()}}
 

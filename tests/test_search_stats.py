@@ -58,6 +58,17 @@ def test_efficiency_has_a_paired_interval_and_uses_only_deployable_kinds():
     assert analysis.efficiency(analysis.test_curves(ceiling))["factor"] is None
 
 
+def test_efficiency_interval_resamples_tokens_when_outcomes_match_problem_by_problem():
+    # until_verified reads best_of_n's chains: the same problems solved, so only the per-problem tokens can vary.
+    # Solved problems stop after 1 chain (10 tokens), unsolved ones pay all 8 (80): the factor is 800 / mean tokens.
+    out = solved(70)
+    uv = {**rec("until_verified", 8, out, 0), "tokens": [10 if o else 80 for o in out]}
+    eff = analysis.efficiency(analysis.test_curves([rec("best_of_n", 8, out, 80), uv]))
+    assert eff["factor"] == pytest.approx(80 / (0.7 * 10 + 0.3 * 80))
+    assert eff["ci_low"] < eff["factor"] < eff["ci_high"]  # fixed tokens would make this interval a point
+    assert eff["ci_high"] / eff["ci_low"] < 1.6
+
+
 def test_old_records_get_their_kind_from_scorer_and_tasks():
     old = rec("best_of_n", 1, solved(5), 10)
     del old["scorer_kind"]

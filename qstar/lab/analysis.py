@@ -84,9 +84,10 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
     """One curve per (model, strategy, scorer kind), seeds pooled, points sorted by tokens per problem.
 
     A point: {strategy, model, oracle, scorer_kind, budget, tokens_per_problem, flops_per_problem, accuracy, ci_low,
-    ci_high, seeds, n_problems, scorer, per_problem}. Accuracy averages each problem over its seeds first, then over
-    problems; the CI bootstraps over problems (seeds are not independent draws of the problem set). per_problem:
-    problem key -> that mean (what paired comparisons resample). Oracle and solver curves are labelled as ceilings.
+    ci_high, seeds, n_problems, scorer, per_problem, per_problem_tokens}. Accuracy averages each problem over its
+    seeds first, then over problems; the CI bootstraps over problems (seeds are not independent draws of the problem
+    set). per_problem: problem key -> that mean (what paired comparisons resample); per_problem_tokens: problem key
+    -> its mean tokens. Oracle and solver curves are labelled as ceilings.
     """
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
@@ -96,10 +97,12 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
     curves: dict[str, list[dict]] = defaultdict(list)
     for (model, strategy, kind, budget), rs in sorted(cells.items(), key=lambda kv: str(kv[0])):
         by_problem: dict[str, list[float]] = defaultdict(list)
+        by_problem_tokens: dict[str, list[float]] = defaultdict(list)
         tokens, flops = [], []
         for r in rs:
-            for key, ok in zip(r["problems"], r["outcomes"]):
+            for key, ok, t in zip(r["problems"], r["outcomes"], r["tokens"]):
                 by_problem[key].append(float(ok))
+                by_problem_tokens[key].append(float(t))
             tokens += [float(t) for t in r["tokens"]]
             flops += [float(f) for f in r["flops"]]
         per_problem = {k: sum(v) / len(v) for k, v in by_problem.items()}
@@ -111,6 +114,7 @@ def test_curves(records: list[dict], *, resamples: int = 2000) -> dict[str, list
             "accuracy": sum(per_problem.values()) / len(per_problem), "ci_low": lo, "ci_high": hi,
             "seeds": sorted({r["seed"] for r in rs}), "n_problems": len(per_problem), "scorer": rs[0].get("scorer"),
             "per_problem": per_problem,
+            "per_problem_tokens": {k: sum(v) / len(v) for k, v in by_problem_tokens.items()},
         })
     return {k: sorted(v, key=lambda p: (p["tokens_per_problem"], p["budget"])) for k, v in curves.items()}
 
@@ -162,8 +166,10 @@ def efficiency(curves: dict[str, list[dict]], *, baseline: str = BASELINE, resam
     the best-of-N curve of its own scorer kind. target = that best-of-N's highest pooled accuracy; its cost = tokens
     of its first point reaching it. factor = baseline tokens / strategy tokens (> 1 means cheaper). ci_low, ci_high:
     the 2.5/97.5 percentiles of the same factor (same strategy, same baseline) over ``resamples`` resamples of the
-    problems, shared by both curves; tokens stay at their measured means and a resample where the strategy does not
-    reach the target counts as factor 0. factor is None when no deployable baseline exists or nothing reaches it.
+    problems, shared by both curves, each problem bringing its outcomes and its tokens (a strategy that reads
+    best-of-N's own chains, as until_verified does, matches it problem by problem: then only the tokens vary); a
+    resample where the strategy does not reach the target counts as factor 0. factor is None when no deployable
+    baseline exists or nothing reaches it.
     """
     base = {pts[0].get("scorer_kind"): k for k, pts in curves.items()
             if pts[0]["strategy"] == baseline and deployable(pts)}
@@ -216,16 +222,23 @@ def _shared_keys(*curves: list[dict]) -> list[str]:
 
 
 def _resampled(curves: list[list[dict]], *, resamples: int, seed: int):
-    """Yields, per paired bootstrap resample of the shared problems, each curve's points with resampled accuracy."""
+    """Yields, per paired bootstrap resample of the shared problems, each curve's points with resampled accuracy and,
+    where the points carry per-problem tokens, resampled tokens per problem."""
     keys = _shared_keys(*curves)
     if not keys:
         return
     mats = [_outcomes(pts, keys) for pts in curves]
+    toks = [np.array([[p["per_problem_tokens"][k] for k in keys] for p in pts], dtype=float)
+            if all(set(keys) <= set(p.get("per_problem_tokens") or {}) for p in pts) else None for pts in curves]
     rng = np.random.default_rng(seed)
     for _ in range(resamples):
         idx = rng.integers(0, len(keys), size=len(keys))
-        yield [[{**p, "accuracy": float(acc)} for p, acc in zip(pts, m[:, idx].mean(axis=1))]
-               for pts, m in zip(curves, mats)]
+        out = []
+        for pts, m, t in zip(curves, mats, toks):
+            cost = [p["tokens_per_problem"] for p in pts] if t is None else t[:, idx].mean(axis=1)
+            out.append([{**p, "accuracy": float(acc), "tokens_per_problem": float(c)}
+                        for p, acc, c in zip(pts, m[:, idx].mean(axis=1), cost)])
+        yield out
 
 
 def _factor_ci(bpts: list[dict], spts: list[dict], *, resamples: int, seed: int = 0) -> tuple:
