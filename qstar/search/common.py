@@ -124,11 +124,13 @@ class Meter:
             return []
         base = getattr(self.policy, "stream_seed", None)
         if base is not None and "seeds" not in kw:
-            seeds = []
+            first = []
             for o in owners:
-                seeds.append([chain_seed(base, self.problems[o].key, self.drawn[o] + j) for j in range(n)])
-                self.drawn[o] += n
-            kw = {**kw, "seeds": seeds}
+                first.append(self.drawn[o])
+                self.drawn[o] += n  # greedy draws count too, so the k-th chain's index never depends on them
+            if kw.get("temperature", 1.0) != 0:  # greedy reads no uniforms: no seeds to hash
+                kw = {**kw, "seeds": [[chain_seed(base, self.problems[o].key, f + j) for j in range(n)]
+                                      for o, f in zip(owners, first)]}
         t0 = time.perf_counter()
         out = self._call(list(owners), list(prompts), n, kw)
         dt = time.perf_counter() - t0
